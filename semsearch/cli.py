@@ -1,0 +1,191 @@
+"""The `semsearch` command line: demo, run, search, themes, ui."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import textwrap
+from importlib import resources
+from pathlib import Path
+
+from semsearch.config import Settings
+
+SAMPLE = "banking77_sample.jsonl"
+DEMO_QUERIES = (
+    "my card still has not arrived",
+    "I was charged twice for the same purchase",
+    "how do I change my PIN",
+)
+
+
+def _snippet(text: str, width: int = 90) -> str:
+    return textwrap.shorten(" ".join(text.split()), width=width, placeholder="…")
+
+
+def _print_hits(hits) -> None:
+    if not hits:
+        print("  (no results)")
+    for rank, hit in enumerate(hits, start=1):
+        theme = hit.theme_label or hit.theme_id or "-"
+        print(
+            f"  {rank:>2}. {hit.score:.3f}  {hit.partition_date}  {hit.doc_id:<18} "
+            f"[{_snippet(theme, 40)}]  {_snippet(hit.text)}"
+        )
+
+
+def _print_themes(themes, limit: int | None = None) -> None:
+    shown = themes if limit is None else themes[:limit]
+    for theme in shown:
+        example = _snippet(theme.representatives[0], 60) if theme.representatives else ""
+        print(
+            f"  {theme.theme_id:<16} {theme.size:>5}  {', '.join(theme.keywords[:5]):<55}"
+            f" “{example}”"
+        )
+    if limit is not None and len(themes) > limit:
+        print(f"  … and {len(themes) - limit} more (semsearch themes)")
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.api import search
+
+    hits = search(
+        args.query,
+        k=args.k,
+        since=args.since,
+        until=args.until,
+        where=args.where,
+        settings=settings,
+    )
+    _print_hits(hits)
+    return 0
+
+
+def cmd_themes(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.api import themes
+
+    found = themes(args.day, settings=settings)
+    if not found:
+        print("no themes yet: materialize the `themes` asset (semsearch run)")
+        return 1
+    first, last = found[0].window
+    print(f"themes of the window {first} .. {last}:")
+    _print_themes(found)
+    return 0
+
+
+def _summarise(run) -> None:
+    stages = ["bronze_documents", "raw_documents", "chunks", "embeddings", "vector_index", "themes"]
+    print(f"{'stage':<18}{'partitions':>11}{'rows':>9}{'seconds':>10}")
+    for stage in stages:
+        records = run.for_asset(stage)
+        rows = sum(
+            int(r.metadata.get("rows", r.metadata.get("rows_loaded", 0)) or 0) for r in records
+        )
+        if stage == "themes":
+            rows = sum(int(r.metadata.get("themes", 0)) for r in records[-1:])
+        seconds = sum(float(r.metadata.get("seconds_total", 0)) for r in records)
+        print(f"{stage:<18}{len(records):>11}{rows:>9}{seconds:>10.1f}")
+    ingest = run.for_asset("bronze_documents")
+    if ingest:
+        print(f"rejected records: {ingest[0].metadata.get('rows_rejected', 0)}")
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.runner import open_instance, run_pipeline
+
+    instance = open_instance(settings)
+    run = run_pipeline(settings, instance)
+    _summarise(run)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.api import search, themes
+    from semsearch.runner import open_instance, run_pipeline
+
+    landing = settings.landing_path
+    landing.mkdir(parents=True, exist_ok=True)
+    with resources.as_file(resources.files("semsearch.data") / SAMPLE) as sample:
+        shutil.copyfile(sample, landing / SAMPLE)
+    print(f"sample corpus (Banking77, CC BY 4.0) copied to {landing / SAMPLE}")
+    instance = open_instance(settings)
+    print(f"materializing through Dagster (DAGSTER_HOME={os.environ['DAGSTER_HOME']}) …")
+    run = run_pipeline(settings, instance)
+    _summarise(run)
+    for query in DEMO_QUERIES:
+        print(f"\nsearch: “{query}”")
+        _print_hits(search(query, k=3, settings=settings))
+    found = themes(settings=settings)
+    if found:
+        first, last = found[0].window
+        print(f"\nthemes of the window {first} .. {last} ({len(found) - 1} themes + outliers):")
+        _print_themes(found, limit=15)
+    print(
+        "\nOpen the Dagster UI on the same data:\n"
+        f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml\n"
+        "or simply: .venv/bin/semsearch ui"
+    )
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.runner import dagster_home
+
+    os.environ["DAGSTER_HOME"] = str(dagster_home(settings))
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", *args.dagster_args])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semsearch", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="load the sample corpus, run every stage, search and list themes")
+    sub.add_parser("run", help="ingest the landing folder and materialize every day with data")
+    search = sub.add_parser("search", help="semantic search over the index")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--since", help="first day, YYYY-MM-DD")
+    search.add_argument("--until", help="last day, YYYY-MM-DD")
+    search.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata equality filter; repeat for several",
+    )
+    themes = sub.add_parser("themes", help="list the themes of the latest (or a given) window")
+    themes.add_argument("--day", help="the window's last day, YYYY-MM-DD")
+    ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the same data")
+    ui.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "search": cmd_search,
+    "themes": cmd_themes,
+    "ui": cmd_ui,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+        return COMMANDS[args.command](args, settings)
+    except ValueError as exc:  # bad input: say what is wrong, no traceback
+        print(f"semsearch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

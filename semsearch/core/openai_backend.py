@@ -1,0 +1,639 @@
+"""OpenAI (or any OpenAI-compatible endpoint, incl. Azure OpenAI) as an `EmbeddingBackend`.
+
+Robustness is the point of this module, not the HTTP call:
+
+* the official client runs with `max_retries=0`; tenacity owns retries so every retry is logged,
+  counted in `EmbeddingStats` and bounded by attempts, total time and a per-wait cap;
+* `Retry-After` / `retry-after-ms` are honoured (and briefly pause the other workers too);
+* a 200 is validated (one finite, non-zero vector of the right dimension per input, matched by
+  `index`) and a malformed answer is retried, never stored;
+* a 400 on a batch is bisected so only the offending inputs fail;
+* 401/403/404/insufficient_quota abort the whole call with `EmbeddingConfigError`, since every
+  further request would fail the same way;
+* inputs that still fail come back as `EmbeddingFailure`s; good results of other batches are
+  never thrown away.
+
+Token counting without tiktoken (its encodings cannot be downloaded here): `Utf8ByteTokenizer`
+counts UTF-8 bytes, an upper bound on any byte-level BPE token count, so limits derived from it
+are conservative.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+import openai
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from semsearch.core.embedding import (
+    EmbeddingError,
+    EmbeddingFailure,
+    EmbeddingResult,
+    EmbeddingStats,
+    Tokenizer,
+    validate_vectors,
+)
+
+log = logging.getLogger(__name__)
+
+KNOWN_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+class EmbeddingConfigError(EmbeddingError):
+    """The endpoint refuses every request (key, permission, model, quota): fix the configuration."""
+
+
+class MalformedResponseError(EmbeddingError):
+    """A 200 whose body cannot be trusted as data."""
+
+
+class _Aborted(Exception):
+    """Another batch hit a configuration error; stop retrying."""
+
+
+class Utf8ByteTokenizer:
+    """Conservative stand-in for tiktoken: one "token" per UTF-8 byte.
+
+    Byte-level BPE never produces more tokens than bytes, so a text under the limit here is
+    under the real limit. `token_offsets` yields one span per byte (a multi-byte character
+    repeats its character span), so `len(token_offsets(t)) == count_tokens([t])[0]`.
+    """
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(text.encode("utf-8")) for text in texts]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return [(i, i + 1) for i, ch in enumerate(text) for _ in range(len(ch.encode("utf-8")))]
+
+
+class _Bucket:
+    """Token bucket refilled continuously; may go into debt so one oversized request still runs."""
+
+    def __init__(self, per_minute: float, burst_seconds: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * burst_seconds)
+        self.level = self.capacity
+        self.updated = time.monotonic()
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def shortfall(self, cost: float) -> float:
+        """Seconds until `cost` (at most a full bucket) is available."""
+        needed = min(cost, self.capacity) - self.level
+        return max(0.0, needed / self.rate)
+
+
+class RateLimiter:
+    """Thread-safe requests/tokens-per-minute budget shared by all workers (0 = unlimited).
+
+    Buckets hold about one second of budget, so a backfill is spread out instead of firing a
+    minute's worth of requests at once. `pause_until` lets a 429's Retry-After hold back every
+    worker, not just the one that got it.
+    """
+
+    def __init__(
+        self, requests_per_minute: float = 0, tokens_per_minute: float = 0, burst_seconds: float = 1
+    ) -> None:
+        self._buckets: list[tuple[_Bucket, bool]] = []  # (bucket, counts tokens?)
+        if requests_per_minute > 0:
+            self._buckets.append((_Bucket(requests_per_minute, burst_seconds), False))
+        if tokens_per_minute > 0:
+            self._buckets.append((_Bucket(tokens_per_minute, burst_seconds), True))
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+
+    def acquire(self, tokens: int, abort: threading.Event | None = None) -> None:
+        while True:
+            with self._lock:
+                delay = self._delay(tokens, time.monotonic())
+                if delay <= 0:
+                    for bucket, counts_tokens in self._buckets:
+                        bucket.level -= tokens if counts_tokens else 1
+                    return
+            _sleep(delay, abort)
+
+    def pause_until(self, deadline: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, deadline)
+
+    def _delay(self, tokens: int, now: float) -> float:
+        delay = self._paused_until - now
+        for bucket, counts_tokens in self._buckets:
+            bucket.refill(now)
+            delay = max(delay, bucket.shortfall(tokens if counts_tokens else 1))
+        return delay
+
+
+def _sleep(seconds: float, abort: threading.Event | None) -> None:
+    if abort is None:
+        time.sleep(seconds)
+    elif abort.wait(seconds):
+        raise _Aborted
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Server-requested wait from `retry-after-ms`, or `Retry-After` (seconds or HTTP date)."""
+    if not headers:
+        return None
+    value = _parse_float(headers.get("retry-after-ms"))
+    if value is not None:
+        return max(0.0, value / 1000)
+    raw = headers.get("retry-after")
+    value = _parse_float(raw)
+    if value is None and raw:
+        try:
+            value = email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return None if value is None else max(0.0, value)
+
+
+def _parse_float(raw: str | None) -> float | None:
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass
+class _Batch:
+    indices: list[int]
+    texts: list[str]
+    tokens: int
+
+
+@dataclass
+class _BatchOutcome:
+    indices: list[int] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    failures: list[EmbeddingFailure] = field(default_factory=list)
+    stats: EmbeddingStats = field(default_factory=EmbeddingStats)
+
+    def merge(self, other: _BatchOutcome) -> None:
+        self.indices += other.indices
+        self.vectors += other.vectors
+        self.failures += other.failures
+        self.stats.add(other.stats)
+
+
+@dataclass
+class _Exhausted:
+    error: BaseException
+    attempts: int
+
+
+def _retry_reason(error: BaseException) -> str | None:
+    """Reason label for a retryable error, None when retrying cannot help."""
+    if isinstance(error, MalformedResponseError):
+        return "malformed_response"
+    if isinstance(error, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(error, openai.APIConnectionError):
+        return "connection"
+    if isinstance(error, openai.RateLimitError):
+        return None if _is_quota(error) else "rate_limit"
+    if isinstance(error, openai.APIStatusError):
+        if error.status_code >= 500:
+            return "server_error"
+        return {408: "timeout", 409: "conflict"}.get(error.status_code)
+    return None
+
+
+def _is_quota(error: openai.APIStatusError) -> bool:
+    return "insufficient_quota" in (error.code, error.type)
+
+
+class OpenAIBackend:
+    """Embeddings from an OpenAI-compatible endpoint; see the module docstring for guarantees.
+
+    Azure OpenAI: either pass the v1 endpoint as `base_url`
+    (`https://<resource>.openai.azure.com/openai/v1/`), or set `azure_api_version` and pass the
+    resource endpoint (`https://<resource>.openai.azure.com`) as `base_url`; `model` is then the
+    deployment name.
+
+    `max_total_seconds` bounds the retries of each request batch (measured from its first
+    attempt), not the whole `embed()` call, which may legitimately run long for a backfill.
+    """
+
+    normalized = True
+
+    def __init__(
+        self,
+        model: str,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        dimensions: int | None = None,
+        dimension: int | None = None,
+        azure_api_version: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, object] | None = None,
+        timeout: float = 60.0,
+        max_attempts: int = 6,
+        max_total_seconds: float = 300.0,
+        max_wait_seconds: float = 60.0,
+        initial_wait: float = 1.0,
+        concurrency: int = 4,
+        requests_per_minute: float = 0,
+        tokens_per_minute: float = 0,
+        max_input_tokens: int = 8191,
+        max_inputs_per_request: int = 2048,
+        max_tokens_per_request: int = 300_000,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
+        if not api_key:
+            raise EmbeddingConfigError("no API key given: set OPENAI_API_KEY")
+        if max_attempts < 1 or concurrency < 1 or max_inputs_per_request < 1:
+            raise ValueError("max_attempts, concurrency and max_inputs_per_request must be >= 1")
+        self.model = model
+        self.dimensions = dimensions
+        self.dimension = _expected_dimension(model, dimensions, dimension)
+        self.model_id = f"openai/{model}" + (f"@{dimensions}" if dimensions else "")
+        self.max_input_tokens = max_input_tokens
+        self.max_inputs_per_request = max_inputs_per_request
+        self.max_tokens_per_request = max_tokens_per_request
+        self.max_attempts = max_attempts
+        self.max_total_seconds = max_total_seconds
+        self.max_wait_seconds = max_wait_seconds
+        self.concurrency = concurrency
+        self._api_key = api_key
+        self._tokenizer: Tokenizer = tokenizer or Utf8ByteTokenizer()
+        self._limiter = RateLimiter(requests_per_minute, tokens_per_minute)
+        self._backoff = wait_exponential_jitter(
+            multiplier=initial_wait, max=max_wait_seconds, jitter=initial_wait
+        )
+        self._client = _make_client(
+            api_key, base_url, azure_api_version, default_headers, default_query, timeout
+        )
+        self.base_url = str(self._client.base_url)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIBackend(model_id={self.model_id!r}, base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return list(self._tokenizer.count_tokens(texts))
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return list(self._tokenizer.token_offsets(text))
+
+    def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        """Embed `texts`; per-input failures are returned, configuration errors raised."""
+        batches, rejected = self._plan(texts)
+        total = _BatchOutcome(failures=rejected)
+        if batches:
+            total.merge(self._run_batches(batches))
+        return self._result(total)
+
+    def _plan(self, texts: Sequence[str]) -> tuple[list[_Batch], list[EmbeddingFailure]]:
+        """Pack sendable inputs in order into batches within the per-request limits."""
+        batches: list[_Batch] = []
+        rejected: list[EmbeddingFailure] = []
+        counts = self.count_tokens(texts) if texts else []
+        for index, (text, tokens) in enumerate(zip(texts, counts, strict=True)):
+            problem = self._input_problem(text, tokens)
+            if problem:
+                rejected.append(EmbeddingFailure(index, problem[0], problem[1], attempts=0))
+                continue
+            last = batches[-1] if batches else None
+            if (
+                last is None
+                or len(last.indices) >= self.max_inputs_per_request
+                or last.tokens + tokens > self.max_tokens_per_request
+            ):
+                last = _Batch([], [], 0)
+                batches.append(last)
+            last.indices.append(index)
+            last.texts.append(text)
+            last.tokens += tokens
+        return batches, rejected
+
+    def _input_problem(self, text: str, tokens: int) -> tuple[str, str] | None:
+        # The API rejects both with a 400; catching them here saves a bisection.
+        if not text:
+            return "empty_input", "empty string cannot be embedded"
+        if tokens > self.max_input_tokens:
+            return (
+                "input_too_long",
+                (
+                    f"{tokens} tokens (estimated) > max_input_tokens={self.max_input_tokens}; "
+                    "the chunker should have split it"
+                ),
+            )
+        return None
+
+    def _run_batches(self, batches: list[_Batch]) -> _BatchOutcome:
+        abort = threading.Event()
+        config_errors: list[EmbeddingConfigError] = []
+
+        def run(batch: _Batch) -> _BatchOutcome:
+            if abort.is_set():
+                raise _Aborted
+            try:
+                return self._embed_batch(batch, abort)
+            except EmbeddingConfigError as error:
+                # Recorded before abort is set, so whoever sees _Aborted finds the cause here;
+                # set in the worker so it cannot start its next batch first.
+                config_errors.append(error)
+                abort.set()
+                raise
+
+        total = _BatchOutcome()
+        with ThreadPoolExecutor(min(self.concurrency, len(batches))) as pool:
+            futures = [pool.submit(run, batch) for batch in batches]
+            try:
+                # as_completed: a config error anywhere stops the others without waiting on them.
+                for future in as_completed(futures):
+                    total.merge(future.result())
+            except BaseException as error:
+                abort.set()
+                for future in futures:
+                    future.cancel()
+                if isinstance(error, _Aborted):
+                    raise config_errors[0] from None
+                raise
+        return total
+
+    def _embed_batch(self, batch: _Batch, abort: threading.Event) -> _BatchOutcome:
+        """One batch with retries; a 400 splits it in halves to isolate the offending inputs."""
+        outcome = _BatchOutcome()
+        try:
+            result = self._retrying(outcome.stats, abort)(
+                self._attempt, batch, outcome.stats, abort
+            )
+        except openai.BadRequestError as error:
+            return self._bad_request(batch, error, outcome, abort)
+        except openai.APIStatusError as error:
+            self._raise_if_config_error(error)
+            outcome.failures += _fail(batch, f"http_{error.status_code}", self._describe(error), 1)
+            return outcome
+        if isinstance(result, _Exhausted):
+            reason = _retry_reason(result.error) or "error"
+            message = self._describe(result.error)
+            log.error(
+                "giving up on %d inputs after %d attempts (%s: %s)",
+                len(batch.indices),
+                result.attempts,
+                reason,
+                message,
+            )
+            outcome.failures += _fail(batch, reason, message, result.attempts)
+            return outcome
+        outcome.indices += batch.indices
+        outcome.vectors += list(result)
+        return outcome
+
+    def _bad_request(
+        self,
+        batch: _Batch,
+        error: openai.BadRequestError,
+        outcome: _BatchOutcome,
+        abort: threading.Event,
+    ) -> _BatchOutcome:
+        if error.param and not error.param.startswith("input"):
+            # A rejected parameter (dimensions, model...) is not an input problem: every
+            # request would fail, so bisecting would only multiply the damage.
+            raise EmbeddingConfigError(
+                f"{self.base_url} rejected parameter {error.param!r} for model {self.model!r} "
+                f"(400): {self._describe(error)}"
+            ) from None
+        if len(batch.indices) == 1:
+            outcome.failures += _fail(batch, "bad_request", self._describe(error), 1)
+            return outcome
+        log.info("400 on a batch of %d inputs; bisecting", len(batch.indices))
+        for half in _halves(batch, self.count_tokens(batch.texts)):
+            outcome.merge(self._embed_batch(half, abort))
+        return outcome
+
+    def _retrying(self, stats: EmbeddingStats, abort: threading.Event) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception(lambda e: _retry_reason(e) is not None),
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.max_total_seconds),
+            wait=self._wait,
+            sleep=lambda seconds: _sleep(seconds, abort),
+            before_sleep=lambda state: self._on_retry(state, stats),
+            retry_error_callback=lambda s: _Exhausted(s.outcome.exception(), s.attempt_number),
+        )
+
+    def _attempt(
+        self, batch: _Batch, stats: EmbeddingStats, abort: threading.Event
+    ) -> list[np.ndarray]:
+        self._limiter.acquire(batch.tokens, abort)
+        if abort.is_set():
+            raise _Aborted
+        stats.requests += 1
+        try:
+            response = self._client.embeddings.create(**self._request(batch.texts))
+        except (openai.APIResponseValidationError, ValueError) as error:
+            # ValueError: a 200 whose body is not JSON (e.g. a proxy's HTML error page).
+            raise MalformedResponseError(f"unparseable response: {error}") from None
+        except openai.RateLimitError as error:
+            self._pause_for_rate_limit(error)
+            raise
+        return self._vectors(response, len(batch.texts), stats)
+
+    def _request(self, texts: list[str]) -> dict[str, Any]:
+        # base64 halves the payload; _decode also accepts float lists from servers ignoring it.
+        request: dict[str, Any] = {"model": self.model, "input": texts, "encoding_format": "base64"}
+        if self.dimensions:
+            request["dimensions"] = self.dimensions
+        return request
+
+    def _vectors(self, response: Any, expected: int, stats: EmbeddingStats) -> list[np.ndarray]:
+        """Validate a 200: exactly one good vector per input, placed by `index`."""
+        try:
+            stats.tokens += _usage_tokens(response)
+            items = [(item.index, _decode(item.embedding)) for item in response.data]
+        except (AttributeError, TypeError, ValueError) as error:
+            raise MalformedResponseError(f"unparseable response: {error}") from None
+        if len(items) != expected:
+            raise MalformedResponseError(f"{len(items)} embeddings for {expected} inputs")
+        by_index = dict(items)
+        if sorted(by_index) != list(range(expected)):
+            raise MalformedResponseError(
+                f"indices {sorted(by_index)} do not cover 0..{expected - 1}"
+            )
+        bad_dims = {len(v) for v in by_index.values()} - {self.dimension}
+        if bad_dims:
+            raise MalformedResponseError(f"dimension {bad_dims.pop()} != expected {self.dimension}")
+        matrix = np.stack([by_index[i] for i in range(expected)]).astype(np.float32)
+        try:
+            validate_vectors(matrix, expected, self.dimension)
+        except EmbeddingError as error:
+            raise MalformedResponseError(str(error)) from None
+        return list(matrix)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter, but never less than the server asked for."""
+        wait = self._backoff(state)
+        hinted = retry_after_seconds(_headers(state.outcome.exception()))
+        if hinted is not None:
+            wait = max(wait, hinted)
+        return min(wait, self.max_wait_seconds)
+
+    def _pause_for_rate_limit(self, error: openai.RateLimitError) -> None:
+        hinted = retry_after_seconds(_headers(error))
+        if hinted and not _is_quota(error):
+            self._limiter.pause_until(time.monotonic() + min(hinted, self.max_wait_seconds))
+
+    def _on_retry(self, state: RetryCallState, stats: EmbeddingStats) -> None:
+        error = state.outcome.exception()
+        reason = _retry_reason(error) or "error"
+        stats.retries += 1
+        stats.retry_reasons[reason] += 1
+        log.warning(
+            "embedding request attempt %d/%d failed (%s: %s); retrying in %.2fs",
+            state.attempt_number,
+            self.max_attempts,
+            reason,
+            self._describe(error),
+            state.upcoming_sleep,
+        )
+
+    def _raise_if_config_error(self, error: openai.APIStatusError) -> None:
+        where = self.base_url
+        detail = self._describe(error)
+        if error.status_code == 401:
+            message = f"OPENAI_API_KEY rejected by {where} (401): check the key"
+        elif error.status_code == 403:
+            message = (
+                f"permission denied by {where} (403) for model {self.model!r}: check the key's "
+                "project/organisation access or the endpoint's network rules"
+            )
+        elif error.status_code == 404:
+            message = (
+                f"model {self.model!r} not found at {where} (404): check the model (or Azure "
+                "deployment) name and base_url"
+            )
+        elif isinstance(error, openai.RateLimitError) and _is_quota(error):
+            message = f"quota exhausted at {where}: add credit or raise the limit"
+        else:
+            return
+        raise EmbeddingConfigError(f"{message}. Server said: {detail}") from None
+
+    def _describe(self, error: BaseException) -> str:
+        """Error text safe to log and store: the API key is masked even if a server echoes it."""
+        text = getattr(error, "message", None) or str(error) or type(error).__name__
+        return text.replace(self._api_key, "***")
+
+    def _result(self, total: _BatchOutcome) -> EmbeddingResult:
+        order = np.argsort(total.indices, kind="stable")
+        indices = [total.indices[i] for i in order]
+        vectors = np.zeros((len(indices), self.dimension), dtype=np.float32)
+        if indices:
+            vectors = np.stack([total.vectors[i] for i in order]).astype(np.float32)
+        failures = sorted(total.failures, key=lambda f: f.index)
+        return EmbeddingResult(indices, vectors, failures, total.stats)
+
+
+def _expected_dimension(model: str, dimensions: int | None, dimension: int | None) -> int:
+    if dimensions is not None and dimension is not None and dimensions != dimension:
+        raise ValueError(f"dimension={dimension} contradicts dimensions={dimensions}")
+    expected = dimensions or dimension or KNOWN_DIMENSIONS.get(model)
+    if not expected:
+        raise ValueError(f"unknown output dimension for model {model!r}: pass dimension=")
+    return expected
+
+
+def _make_client(
+    api_key: str,
+    base_url: str | None,
+    azure_api_version: str | None,
+    default_headers: Mapping[str, str] | None,
+    default_query: Mapping[str, object] | None,
+    timeout: float,
+) -> openai.OpenAI:
+    # max_retries=0: tenacity owns retries so each one is logged, counted and bounded.
+    common: dict[str, Any] = {
+        "api_key": api_key,
+        "timeout": timeout,
+        "max_retries": 0,
+        "default_headers": default_headers,
+        "default_query": default_query,
+    }
+    if azure_api_version:
+        if not base_url:
+            raise ValueError("azure_api_version needs base_url=https://<resource>.openai.azure.com")
+        return openai.AzureOpenAI(api_version=azure_api_version, azure_endpoint=base_url, **common)
+    return openai.OpenAI(base_url=base_url, **common)
+
+
+def _decode(embedding: object) -> np.ndarray:
+    if isinstance(embedding, str):
+        raw = np.frombuffer(_b64decode(embedding), dtype="<f4")
+        return raw.astype(np.float32)
+    return np.asarray(embedding, dtype=np.float32).reshape(-1)
+
+
+def _b64decode(data: str) -> bytes:
+    decoded = base64.b64decode(data, validate=True)
+    if len(decoded) % 4:
+        raise ValueError(f"base64 embedding of {len(decoded)} bytes is not float32 data")
+    return decoded
+
+
+def _usage_tokens(response: Any) -> int:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return 0
+    return int(getattr(usage, "total_tokens", None) or getattr(usage, "prompt_tokens", 0) or 0)
+
+
+def _headers(error: BaseException | None) -> Mapping[str, str] | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "headers", None)
+
+
+def _fail(batch: _Batch, error_class: str, message: str, attempts: int) -> list[EmbeddingFailure]:
+    return [EmbeddingFailure(i, error_class, message, attempts) for i in batch.indices]
+
+
+def _halves(batch: _Batch, counts: list[int]) -> list[_Batch]:
+    mid = len(batch.indices) // 2
+    return [
+        _Batch(batch.indices[:mid], batch.texts[:mid], sum(counts[:mid])),
+        _Batch(batch.indices[mid:], batch.texts[mid:], sum(counts[mid:])),
+    ]
+
+
+__all__ = [
+    "KNOWN_DIMENSIONS",
+    "EmbeddingConfigError",
+    "MalformedResponseError",
+    "OpenAIBackend",
+    "RateLimiter",
+    "Utf8ByteTokenizer",
+    "retry_after_seconds",
+]

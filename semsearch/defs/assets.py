@@ -1,0 +1,346 @@
+"""The pipeline's assets: landing files → documents → chunks → embeddings → index → themes.
+
+Each asset reads its inputs from the tables, calls `core`, writes through `storage` and returns
+metadata; the work itself lives in those plain modules.
+"""
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetsDefinition,
+    DailyPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from semsearch.core.chunking import chunk_documents, effective_spec
+from semsearch.core.embedding import embed_with_cache
+from semsearch.core.filters import metadata_tags
+from semsearch.core.ids import embedding_cache_key
+from semsearch.core.ingest import RecordParser
+from semsearch.core.themes import find_themes
+from semsearch.defs.metadata import StageTimer, markdown_table, preview
+from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
+from semsearch.storage import bronze, themes_store
+from semsearch.storage.embedding_store import (
+    DeltaVectorCache,
+    record_dead_letters,
+    vectors_column,
+    vectors_from_column,
+)
+from semsearch.storage.schemas import CHUNKS, DOCUMENTS, EMBEDDINGS
+from semsearch.storage.vector_index import WriteStats, index_schema
+
+INGEST, PIPELINE = "ingest", "semsearch"
+RAW, CHUNK, EMBED = "raw_documents", "chunks", "embeddings"
+
+
+def partition_day(context: AssetExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+def table_metadata(storage: StorageResource, name: str) -> dict:
+    return {"table": MetadataValue.path(storage.tables().uri(name))}
+
+
+@asset(
+    group_name=INGEST,
+    kinds={"deltalake", "polars"},
+    description="Every new or changed landing file (JSONL, CSV, Parquet), parsed once into a "
+    "bronze Delta table partitioned by day; bad records go to `rejected_records` with file, row "
+    "and reason, and a file that cannot be parsed is reported without stopping the others.",
+)
+def bronze_documents(
+    context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
+) -> MaterializeResult:
+    timer = StageTimer()
+    parser = RecordParser(
+        pipeline.column_mapping(),
+        pipeline.date_policy(),
+        date.fromisoformat(pipeline.partitions_start),
+    )
+    with timer.step("ingest"):
+        report = bronze.ingest_landing(Path(storage.landing_dir), storage.tables(), parser)
+    unparseable = [f.path for f in report.files if f.status == "unparseable"]
+    if unparseable:
+        context.log.warning("unparseable landing files: %s", ", ".join(unparseable))
+    return MaterializeResult(
+        metadata={
+            "files_loaded": len(report.files) - len(unparseable),
+            "files_unchanged": report.unchanged,
+            "files_unparseable": MetadataValue.json(unparseable),
+            "rows_loaded": report.rows_loaded,
+            "rows_rejected": report.rows_rejected,
+            "days_touched": MetadataValue.json(sorted(d.isoformat() for d in report.days)),
+            "files": markdown_table(
+                [(f.path, f.status, f.rows_loaded, f.rows_rejected) for f in report.files],
+                ["file", "status", "rows", "rejected"],
+            ),
+            **table_metadata(storage, bronze.BRONZE),
+            **timer.metadata(),
+        }
+    )
+
+
+def build_pipeline_assets(
+    partitions: DailyPartitionsDefinition, theme_window_days: int
+) -> list[AssetsDefinition]:
+    """The date-partitioned assets; the theme window shapes the themes' upstream mapping."""
+
+    @asset(
+        partitions_def=partitions,
+        deps=[bronze_documents],
+        group_name=PIPELINE,
+        kinds={"deltalake", "polars"},
+        description="One day's documents (by created_at, UTC), one row per doc id; the most "
+        "recently landed version of a document wins.",
+    )
+    def raw_documents(
+        context: AssetExecutionContext, storage: StorageResource
+    ) -> MaterializeResult:
+        day, tables, timer = partition_day(context), storage.tables(), StageTimer()
+        with timer.step("read"):
+            documents = bronze.read_day(tables, day)
+        with timer.step("write"):
+            tables.replace_partition(RAW, day, documents.to_arrow(), DOCUMENTS)
+        files = documents["source_file"].unique().to_list()
+        rejected = bronze.rejected_count(tables, files)
+        return MaterializeResult(
+            metadata={
+                "rows": documents.height,
+                "rejected_in_source_files": rejected,
+                "source_files": MetadataValue.json(sorted(files)),
+                "preview": preview(documents, ["doc_id", "created_at", "title", "text"]),
+                **table_metadata(storage, RAW),
+                **timer.metadata(),
+            }
+        )
+
+    @asset(
+        partitions_def=partitions,
+        deps=[raw_documents],
+        group_name=PIPELINE,
+        kinds={"deltalake", "polars"},
+        description="Documents cut into chunks with the embedding model's own tokenizer, at "
+        "paragraph and sentence boundaries, never over the model's input limit.",
+    )
+    def chunks(
+        context: AssetExecutionContext,
+        storage: StorageResource,
+        pipeline: PipelineResource,
+        embedder: EmbeddingResource,
+    ) -> MaterializeResult:
+        day, tables, timer = partition_day(context), storage.tables(), StageTimer()
+        backend = embedder.get_backend()
+        spec = effective_spec(pipeline.chunk_spec(), backend.max_input_tokens)
+        documents = tables.read_partition(RAW, day, DOCUMENTS)
+        with timer.step("chunk"):
+            rows = chunk_documents(documents.iter_rows(named=True), spec, backend)
+        frame = pl.DataFrame(rows, schema=pl.Schema(pl.from_arrow(CHUNKS.empty_table()).schema))
+        frame = frame.with_columns(pl.lit(day).alias("partition_date"))
+        with timer.step("write"):
+            tables.replace_partition(CHUNK, day, frame.to_arrow(), CHUNKS)
+        tokens = frame["token_count"]
+        return MaterializeResult(
+            metadata={
+                "rows": frame.height,
+                "documents": documents.height,
+                "chunk_size_tokens": spec.size,
+                "chunk_overlap_tokens": spec.overlap,
+                "tokens_max": int(tokens.max() or 0),
+                "tokens_mean": round(float(tokens.mean() or 0), 1),
+                "preview": preview(
+                    frame, ["chunk_id", "doc_id", "position", "token_count", "text"]
+                ),
+                **table_metadata(storage, CHUNK),
+                **timer.metadata(),
+            }
+        )
+
+    @asset(
+        partitions_def=partitions,
+        deps=[chunks],
+        group_name=PIPELINE,
+        kinds={"deltalake", "pytorch"},
+        description="A vector per chunk from the configured embedding model, with model id and "
+        "dimension; unchanged text is served from `embedding_cache`, failures go to "
+        "`embedding_dead_letter`.",
+    )
+    def embeddings(
+        context: AssetExecutionContext, storage: StorageResource, embedder: EmbeddingResource
+    ) -> MaterializeResult:
+        day, tables, timer = partition_day(context), storage.tables(), StageTimer()
+        backend = embedder.get_backend()
+        chunk_rows = tables.read_partition(CHUNK, day, CHUNKS).sort("chunk_id")
+        texts = chunk_rows["text"].to_list()
+        keys = [embedding_cache_key(backend.model_id, backend.dimension, t) for t in texts]
+        cache = DeltaVectorCache(tables, backend.model_id, backend.dimension)
+        with timer.step("embed"):
+            outcome = embed_with_cache(texts, keys, backend, cache)
+        ok = [i for i, v in enumerate(outcome.vectors) if v is not None]
+        vectors = (
+            np.stack([outcome.vectors[i] for i in ok]) if ok else np.zeros((0, backend.dimension))
+        )
+        table = pa.table(
+            {
+                "chunk_id": [chunk_rows["chunk_id"][i] for i in ok],
+                "doc_id": [chunk_rows["doc_id"][i] for i in ok],
+                "partition_date": [day] * len(ok),
+                "model_id": [backend.model_id] * len(ok),
+                "dimension": [backend.dimension] * len(ok),
+                "vector": vectors_column(vectors.reshape(len(ok), backend.dimension)),
+            },
+            schema=EMBEDDINGS,
+        )
+        with timer.step("write"):
+            tables.replace_partition(EMBED, day, table, EMBEDDINGS)
+            record_dead_letters(
+                tables, day, backend.model_id, chunk_rows["chunk_id"].to_list(), outcome.failures
+            )
+        stats = outcome.stats
+        return MaterializeResult(
+            metadata={
+                "rows": len(ok),
+                "model_id": backend.model_id,
+                "dimension": backend.dimension,
+                "cache_hits": outcome.cache_hits,
+                "cache_misses": outcome.cache_misses,
+                "model_requests": stats.requests,
+                "retries": stats.retries,
+                "tokens": stats.tokens,
+                "dead_letters": len(outcome.failures),
+                "chunks_per_second": round(len(texts) / max(timer.seconds["embed"], 1e-9), 1),
+                **table_metadata(storage, EMBED),
+                **timer.metadata(),
+            }
+        )
+
+    @asset(
+        partitions_def=partitions,
+        deps=[embeddings, chunks, raw_documents],
+        group_name=PIPELINE,
+        kinds={"lancedb"},
+        description="The LanceDB vector index (cosine): one row per chunk with text, doc id, date "
+        "and metadata. A run replaces exactly its day's rows in one commit; past a size threshold "
+        "an IVF-HNSW-SQ index is built and kept up to date.",
+    )
+    def vector_index(
+        context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
+    ) -> MaterializeResult:
+        day, tables, timer = partition_day(context), storage.tables(), StageTimer()
+        with timer.step("read"):
+            rows, model_id, dimension = index_rows(tables, day)
+        index = storage.index()
+        with timer.step("write"):
+            if rows is None:  # the day has no vectors (any more): it must have no index rows
+                stats = WriteStats(0, 0, index.delete_partition(day), index.count_rows())
+            else:
+                stats = index.replace_partition(day, rows, model_id)
+        with timer.step("ann_index"):
+            mode = index.maintain_ann_index(pipeline.ann_params())
+        return MaterializeResult(
+            metadata={
+                "rows": 0 if rows is None else rows.num_rows,
+                "index_rows_total": index.count_rows(),
+                "inserted": stats.inserted,
+                "updated": stats.updated,
+                "deleted": stats.deleted,
+                "model_id": model_id or "",
+                "dimension": dimension,
+                "search_mode": mode,
+                "index": MetadataValue.path(f"{storage.lance_uri}/{storage.lance_table}"),
+                **timer.metadata(),
+            }
+        )
+
+    lookback = -(theme_window_days - 1) if theme_window_days > 0 else -100_000
+    window = TimeWindowPartitionMapping(start_offset=lookback)
+
+    @asset(
+        partitions_def=partitions,
+        deps=[
+            AssetDep(embeddings, partition_mapping=window),
+            AssetDep(chunks, partition_mapping=window),
+        ],
+        group_name=PIPELINE,
+        kinds={"deltalake", "scikitlearn"},
+        description=f"Themes over the {theme_window_days or 'all'}-day window ending at the "
+        "partition: UMAP + HDBSCAN over the embeddings, c-TF-IDF keywords, representative texts "
+        "and an outlier bucket; ids carry over from the previous window. Assignments per chunk "
+        "go to `theme_assignments`.",
+    )
+    def themes(
+        context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
+    ) -> MaterializeResult:
+        day, tables, timer = partition_day(context), storage.tables(), StageTimer()
+        start = date.fromisoformat(pipeline.partitions_start)
+        first = day - timedelta(days=theme_window_days - 1) if theme_window_days > 0 else start
+        first = max(first, start)
+        with timer.step("read"):
+            members = themes_store.window_members(tables, first, day)
+            previous = themes_store.previous_theme_members(tables, day)
+        with timer.step("cluster"):
+            result = find_themes(
+                members["chunk_id"].to_list(),
+                vectors_from_column(members["vector"], 0),
+                members["text"].to_list(),
+                pipeline.theme_params(),
+                previous,
+            )
+        with timer.step("write"):
+            themes_store.write_themes(tables, day, first, result, members)
+        table = [
+            (
+                t.theme_id,
+                t.size,
+                ", ".join(t.keywords),
+                t.representatives[0] if t.representatives else "",
+            )
+            for t in result.themes
+        ]
+        return MaterializeResult(
+            metadata={
+                "window": f"{first} .. {day}",
+                "chunks_clustered": len(result.chunk_ids),
+                "themes": sum(t.theme_id != "outliers" for t in result.themes),
+                "noise_share": round(result.noise_share, 3),
+                "theme_table": markdown_table(table, ["theme", "size", "keywords", "example"]),
+                **table_metadata(storage, themes_store.THEMES_TABLE),
+                **timer.metadata(),
+            }
+        )
+
+    return [raw_documents, chunks, embeddings, vector_index, themes]
+
+
+def index_rows(tables, day: date) -> tuple[pa.Table | None, str | None, int]:
+    """The day's index rows: embeddings joined with chunk text and document metadata."""
+    vectors = tables.read_partition(EMBED, day, EMBEDDINGS)
+    model_ids = vectors["model_id"].unique().to_list()
+    if len(model_ids) > 1:
+        raise ValueError(f"embeddings for {day} mix models {model_ids}; re-materialize them")
+    if vectors.height == 0:
+        return None, None, 0
+    dimension = int(vectors["dimension"][0])
+    chunk_text = tables.read_partition(CHUNK, day, CHUNKS).select("chunk_id", "text")
+    docs = tables.read_partition(RAW, day, DOCUMENTS).select("doc_id", "title", "metadata")
+    joined = vectors.join(chunk_text, on="chunk_id", how="inner").join(
+        docs, on="doc_id", how="left"
+    )
+    joined = joined.with_columns(
+        pl.col("metadata")
+        .map_elements(metadata_tags, return_dtype=pl.List(pl.String))
+        .alias("metadata_tags")
+    ).sort("chunk_id")
+    schema = index_schema(dimension)
+    table = joined.select(schema.names).to_arrow()
+    columns = [table.column(n).cast(schema.field(n).type) for n in schema.names]
+    return pa.Table.from_arrays(columns, schema=schema), model_ids[0], dimension

@@ -1,0 +1,105 @@
+"""The embedding cache and the dead-letter table (both Delta)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from semsearch.core.embedding import EmbeddingFailure
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.schemas import EMBEDDING_CACHE, EMBEDDING_DEAD_LETTER
+
+CACHE = "embedding_cache"
+DEAD_LETTER = "embedding_dead_letter"
+
+
+def vectors_column(vectors: np.ndarray) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    fixed = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+    return fixed.cast(pa.list_(pa.float32()))
+
+
+def vectors_from_column(column: pl.Series | pa.Array, dimension: int) -> np.ndarray:
+    values = column.to_numpy() if isinstance(column, pl.Series) else column
+    if len(values) == 0:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return np.stack(list(values)).astype(np.float32)
+
+
+class DeltaVectorCache:
+    """Vectors by cache key (hash of model, dimensions and exact text), for one model."""
+
+    def __init__(self, tables: DeltaTables, model_id: str, dimension: int):
+        self.tables = tables
+        self.model_id = model_id
+        self.dimension = dimension
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        if not keys:
+            return {}
+        found = (
+            self.tables.scan(CACHE, EMBEDDING_CACHE)
+            .filter(pl.col("cache_key").is_in(list(keys)))
+            .select("cache_key", "vector")
+            .unique(subset="cache_key", keep="first")
+            .collect()
+        )
+        vectors = vectors_from_column(found["vector"], self.dimension)
+        return dict(zip(found["cache_key"].to_list(), vectors, strict=True))
+
+    def store(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        now = datetime.now(UTC)
+        table = pa.table(
+            {
+                "cache_key": list(keys),
+                "model_id": [self.model_id] * len(keys),
+                "dimension": [self.dimension] * len(keys),
+                "vector": vectors_column(vectors),
+                "created_at": [now] * len(keys),
+            },
+            schema=EMBEDDING_CACHE,
+        )
+        self.tables.append(CACHE, table, EMBEDDING_CACHE, partitioned=False)
+
+
+def record_dead_letters(
+    tables: DeltaTables,
+    day: date,
+    model_id: str,
+    chunk_ids: Sequence[str],
+    failures: Sequence[EmbeddingFailure],
+) -> None:
+    """Make the day's dead letters exactly `failures`, keeping when each was first seen."""
+    now = datetime.now(UTC)
+    earlier = tables.read_partition(DEAD_LETTER, day, EMBEDDING_DEAD_LETTER)
+    first_seen = dict(
+        zip(earlier["chunk_id"].to_list(), earlier["first_seen"].to_list(), strict=True)
+    )
+    rows = [
+        {
+            "chunk_id": chunk_ids[f.index],
+            "partition_date": day,
+            "model_id": model_id,
+            "error_class": f.error_class,
+            "message": f.message,
+            "attempts": f.attempts,
+            "first_seen": first_seen.get(chunk_ids[f.index], now),
+            "last_seen": now,
+        }
+        for f in failures
+    ]
+    columns = {name: [r[name] for r in rows] for name in EMBEDDING_DEAD_LETTER.names}
+    table = pa.table(columns, schema=EMBEDDING_DEAD_LETTER)
+    if rows or tables.exists(DEAD_LETTER):
+        tables.replace_partition(DEAD_LETTER, day, table, EMBEDDING_DEAD_LETTER)
+
+
+def dead_letter_count(tables: DeltaTables, day: date | None = None) -> int:
+    scan = tables.scan(DEAD_LETTER, EMBEDDING_DEAD_LETTER)
+    if day is not None:
+        scan = scan.filter(pl.col("partition_date") == day)
+    return scan.select(pl.len()).collect().item()

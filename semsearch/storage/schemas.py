@@ -1,0 +1,116 @@
+"""Column names and types of every table, defined once."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+PARTITION_COLUMN = "partition_date"
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+LANDED_FILES = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("sha256", pa.string()),
+        ("status", pa.string()),  # "loaded" or "unparseable"
+        ("error", pa.string()),
+        ("rows_loaded", pa.int64()),
+        ("rows_rejected", pa.int64()),
+        ("ingested_at", UTC_TS),
+    ]
+)
+
+REJECTED_RECORDS = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),  # 1-based record number in the file; null: the whole file
+        ("reason", pa.string()),
+        ("raw", pa.string()),  # the record as read, truncated, invalid bytes escaped
+        ("rejected_at", UTC_TS),
+    ]
+)
+
+DOCUMENTS = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("created_at", UTC_TS),
+        (PARTITION_COLUMN, pa.date32()),
+        ("metadata", pa.string()),  # JSON object of the source's extra columns
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("ingested_at", UTC_TS),
+    ]
+)
+
+CHUNKS = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("position", pa.int32()),
+        ("text", pa.string()),
+        ("token_count", pa.int32()),
+        (PARTITION_COLUMN, pa.date32()),
+    ]
+)
+
+EMBEDDINGS = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("doc_id", pa.string()),
+        (PARTITION_COLUMN, pa.date32()),
+        ("model_id", pa.string()),
+        ("dimension", pa.int32()),
+        ("vector", pa.list_(pa.float32())),
+    ]
+)
+
+EMBEDDING_CACHE = pa.schema(
+    [
+        ("cache_key", pa.string()),
+        ("model_id", pa.string()),
+        ("dimension", pa.int32()),
+        ("vector", pa.list_(pa.float32())),
+        ("created_at", UTC_TS),
+    ]
+)
+
+EMBEDDING_DEAD_LETTER = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        (PARTITION_COLUMN, pa.date32()),
+        ("model_id", pa.string()),
+        ("error_class", pa.string()),
+        ("message", pa.string()),
+        ("attempts", pa.int32()),
+        ("first_seen", UTC_TS),
+        ("last_seen", UTC_TS),
+    ]
+)
+
+THEMES = pa.schema(
+    [
+        (PARTITION_COLUMN, pa.date32()),  # the last day of the window clustered
+        ("theme_id", pa.string()),
+        ("label", pa.string()),
+        ("keywords", pa.list_(pa.string())),
+        ("size", pa.int64()),
+        ("representatives", pa.list_(pa.string())),
+        ("centroid", pa.list_(pa.float32())),
+        ("window_start", pa.date32()),
+    ]
+)
+
+THEME_ASSIGNMENTS = pa.schema(
+    [
+        (PARTITION_COLUMN, pa.date32()),
+        ("chunk_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("theme_id", pa.string()),
+        ("probability", pa.float32()),
+    ]
+)
+
+OUTLIER_THEME_ID = "outliers"
