@@ -106,13 +106,13 @@ def run_pipeline(
     defs = defs or build_definitions(settings)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     run = PipelineRun()
-    ingest = defs.get_job_def(INGEST_JOB).execute_in_process(
+    ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
         run_config=run_config, instance=instance
     )
     run.records += _records(ingest)
     if days is None:
         days = days_with_data(settings)
-    job = defs.get_job_def(PIPELINE_JOB)
+    job = defs.resolve_job_def(PIPELINE_JOB)
     for day in sorted(days):
         log.info("materializing partition %s", day)
         result = job.execute_in_process(

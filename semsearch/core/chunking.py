@@ -55,13 +55,23 @@ def _pieces(text: str) -> list[str]:
 
 
 def _split_long(piece: str, limit: int, tokenizer: Tokenizer) -> list[str]:
-    """Cut a piece longer than `limit` tokens at token boundaries."""
+    """Cut a piece into parts of at most `limit` tokens, at token boundaries.
+
+    A cut part is re-tokenized on its own and may come out longer (a word cut in two gains a
+    token), so each part is checked and cut again with a smaller step until it fits.
+    """
     offsets = tokenizer.token_offsets(piece)
-    parts = []
-    for start in range(0, len(offsets), limit):
-        window = offsets[start : start + limit]
-        parts.append(piece[window[0][0] : window[-1][1]])
-    return [p for p in parts if p.strip()]
+    step = limit
+    while True:
+        parts = [
+            piece[window[0][0] : window[-1][1]]
+            for start in range(0, len(offsets), step)
+            if (window := offsets[start : start + step])
+        ]
+        parts = [p for p in parts if p.strip()]
+        if step <= 1 or max(tokenizer.count_tokens(parts), default=0) <= limit:
+            return parts
+        step = max(1, step - max(1, step // 10))
 
 
 def _join(pieces: Sequence[str]) -> str:
@@ -81,7 +91,7 @@ def chunk_text(text: str, spec: ChunkSpec, tokenizer: Tokenizer) -> list[Chunk]:
         else:
             parts = _split_long(piece, spec.size, tokenizer)
             units.extend(zip(parts, tokenizer.count_tokens(parts), strict=True))
-    return _pack(units, spec, tokenizer)
+    return _fit(_pack(units, spec, tokenizer), spec.size, tokenizer)
 
 
 def _pack(units: list[tuple[str, int]], spec: ChunkSpec, tokenizer: Tokenizer) -> list[Chunk]:
@@ -115,6 +125,20 @@ def _make_chunk(position: int, units: list[tuple[str, int]], tokenizer: Tokenize
     text = _join([u for u, _ in units])
     # Re-count the joined text: sub-word tokenizers need not be additive across joins.
     return Chunk(position=position, text=text, token_count=tokenizer.count_tokens([text])[0])
+
+
+def _fit(chunks: list[Chunk], size: int, tokenizer: Tokenizer) -> list[Chunk]:
+    """Cut any chunk that re-tokenized over `size`, and renumber positions."""
+    fitted: list[Chunk] = []
+    for chunk in chunks:
+        parts = (
+            [chunk.text] if chunk.token_count <= size else _split_long(chunk.text, size, tokenizer)
+        )
+        counts = [chunk.token_count] if len(parts) == 1 else tokenizer.count_tokens(parts)
+        fitted += [
+            Chunk(len(fitted) + i, p, c) for i, (p, c) in enumerate(zip(parts, counts, strict=True))
+        ]
+    return fitted
 
 
 def document_text(title: str | None, text: str) -> str:

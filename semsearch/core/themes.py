@@ -15,17 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 log = logging.getLogger(__name__)
 
 OUTLIERS = "outliers"
+WEB_STOP_WORDS = frozenset({"http", "https", "www", "com", "html", "org", "github"})
 SEED = 42
 
 
 @dataclass(frozen=True)
 class ThemeParams:
-    min_cluster_size: int = 10
+    min_cluster_size: int = 15
     min_samples: int | None = 5
     n_components: int = 5
     n_neighbors: int = 15
@@ -75,6 +76,7 @@ def reduce_dimensions(vectors: np.ndarray, params: ThemeParams) -> np.ndarray:
         min_dist=0.0,
         metric="cosine",
         random_state=SEED,
+        n_jobs=1,  # a fixed seed forces one thread anyway; saying so silences UMAP's warning
         init="spectral" if n > params.n_neighbors * 2 else "random",
     )
     return reducer.fit_transform(vectors)
@@ -101,7 +103,11 @@ def ctfidf_keywords(texts_per_class: Sequence[str], top: int) -> list[list[str]]
     """Class-based TF-IDF: words frequent in one theme and rare across themes."""
     if not texts_per_class:
         return []
-    vectorizer = CountVectorizer(stop_words="english", ngram_range=(1, 2), min_df=1)
+    vectorizer = CountVectorizer(
+        stop_words=list(ENGLISH_STOP_WORDS | WEB_STOP_WORDS),
+        token_pattern=r"(?u)\b[^\W\d_][^\W\d_]+\b",  # words, not numbers or identifiers
+        ngram_range=(1, 2),
+    )
     try:
         counts = vectorizer.fit_transform(texts_per_class).toarray().astype(np.float64)
     except ValueError:  # only stop words

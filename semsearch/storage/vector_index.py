@@ -10,6 +10,7 @@ from datetime import date
 import lancedb
 import numpy as np
 import pyarrow as pa
+from lancedb.index import IvfHnswSq
 
 from semsearch.core.filters import sql_literal
 
@@ -79,12 +80,18 @@ class VectorIndex:
         table = self.table()
         return 0 if table is None else table.count_rows(where)
 
-    def model_ids(self) -> list[str]:
+    def other_model_ids(self, model_id: str) -> list[str]:
         table = self.table()
-        if table is None or table.count_rows() == 0:
+        if table is None:
             return []
-        column = table.to_lance().to_table(columns=["model_id"]).column("model_id")
-        return sorted(set(column.to_pylist()))
+        rows = (
+            table.search()
+            .where(f"model_id != {sql_literal(model_id)}")
+            .select(["model_id"])
+            .limit(10_000)
+            .to_arrow()
+        )
+        return sorted(set(rows.column("model_id").to_pylist()))
 
     def check_model(self, model_id: str) -> None:
         table = self.table()
@@ -94,7 +101,7 @@ class VectorIndex:
         if others:
             raise IndexModelMismatchError(
                 f"the vector index {self.uri}/{self.table_name} holds {others} vectors from "
-                f"{', '.join(m for m in self.model_ids() if m != model_id)}; this run embeds with "
+                f"{', '.join(self.other_model_ids(model_id))}; this run embeds with "
                 f"{model_id}. Re-embed every partition with one model, or point "
                 "SEMSEARCH_LANCE_URI / SEMSEARCH_LANCE_TABLE at a new index."
             )
@@ -131,7 +138,7 @@ class VectorIndex:
     def has_ann_index(self) -> bool:
         table = self.table()
         return table is not None and any(
-            i.index_type.startswith("IVF") for i in table.list_indices()
+            i.index_type.upper().startswith("IVF") for i in table.list_indices()
         )
 
     def maintain_ann_index(self, params: AnnParams) -> str:
@@ -144,10 +151,8 @@ class VectorIndex:
             table.optimize()
             return "ann (index updated)"
         table.create_index(
-            metric=METRIC,
-            vector_column_name="vector",
-            index_type="IVF_HNSW_SQ",
-            num_partitions=params.num_partitions(rows),
+            "vector",
+            config=IvfHnswSq(distance_type=METRIC, num_partitions=params.num_partitions(rows)),
         )
         return f"ann (IVF_HNSW_SQ built over {rows} rows)"
 

@@ -1,0 +1,64 @@
+"""Shared fixtures: real data from ../shared/datasets, the real local model (loaded once per
+session), and a fresh semsearch home (landing folder, Delta tables, LanceDB) per test."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from semsearch.config import Settings
+from semsearch.core.embedding import LocalBackend
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DATASETS = Path(
+    os.environ.get("SEMSEARCH_DATASETS", Path(__file__).parents[2] / "shared" / "datasets")
+)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture(scope="session")
+def local_backend() -> LocalBackend:
+    return LocalBackend()
+
+
+@pytest.fixture(scope="session")
+def hf_issues() -> list[dict]:
+    """The dated GitHub issues, as landing records (id, title, text, created_at, labels)."""
+    path = DATASETS / "hf_datasets_issues" / "docs.jsonl"
+    if not path.exists():
+        pytest.skip(f"dataset not found: {path} (set SEMSEARCH_DATASETS)")
+    return read_jsonl(path)
+
+
+@pytest.fixture(scope="session")
+def banking77() -> list[dict]:
+    path = DATASETS / "banking77" / "docs.jsonl"
+    if not path.exists():
+        pytest.skip(f"dataset not found: {path} (set SEMSEARCH_DATASETS)")
+    return read_jsonl(path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A semsearch home in a temp folder; small ANN threshold off by default."""
+    return Settings(home=str(tmp_path / "home"), partitions_start="2020-01-01")
+
+
+@pytest.fixture
+def instance(tmp_path: Path):
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as dagster_instance:
+        yield dagster_instance

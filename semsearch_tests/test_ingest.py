@@ -1,0 +1,164 @@
+"""Landing files into bronze: good rows load, every bad row is rejected with its reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from semsearch.core.ingest import ColumnMapping, DatePolicy, RecordParser
+from semsearch.storage import bronze
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.schemas import DOCUMENTS, LANDED_FILES, REJECTED_RECORDS
+
+FIRST_DAY = date(2024, 1, 1)
+
+
+def parser(policy: str = "reject") -> RecordParser:
+    return RecordParser(ColumnMapping(), DatePolicy.parse(policy), FIRST_DAY)
+
+
+@pytest.fixture
+def tables(tmp_path: Path) -> DeltaTables:
+    return DeltaTables(tmp_path / "tables")
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    path = tmp_path / "landing"
+    path.mkdir()
+    return path
+
+
+def good(i: int, day: int = 2, **extra) -> dict:
+    return {
+        "id": f"d{i}",
+        "text": f"message number {i}",
+        "created_at": f"2024-01-0{day}T10:00:00Z",
+    } | extra
+
+
+def rejected(tables: DeltaTables) -> dict[tuple[str, int | None], str]:
+    frame = tables.scan(bronze.REJECTED, REJECTED_RECORDS).collect()
+    return {
+        (f, r): reason
+        for f, r, reason in frame.select("source_file", "source_row", "reason").rows()
+    }
+
+
+def loaded_ids(tables: DeltaTables) -> set[str]:
+    return set(tables.scan(bronze.BRONZE, DOCUMENTS).collect()["doc_id"])
+
+
+def test_mixed_jsonl_loads_every_good_row_and_rejects_every_bad_one(tables, landing):
+    lines = [
+        json.dumps(good(1, category="card")),  # 1 good
+        json.dumps({"id": "d2", "text": "", "created_at": "2024-01-02"}),  # 2 no text
+        json.dumps(good(3) | {"created_at": "yesterday"}),  # 3 bad date
+        json.dumps(good(4) | {"text": 42}),  # 4 wrong type
+        '{"id": "d5", "text": "caf\xe9", "created_at": "2024-01-02"}',  # 5 invalid UTF-8
+        json.dumps(good(1)),  # 6 duplicate of row 1
+        "{not json",  # 7 invalid JSON
+        json.dumps(good(8, day=3)),  # 8 good
+        json.dumps({"text": "no id given", "created_at": "2024-01-03T00:00:00+02:00"}),  # 9 good
+        json.dumps(good(10) | {"created_at": None}),  # 10 no date
+        json.dumps(good(11) | {"created_at": "2023-12-31T12:00:00Z"}),  # 11 before first day
+    ]
+    raw = "\n".join(lines).encode("utf-8").replace("caf\xc3\xa9".encode("latin-1"), b"caf\xe9")
+    (landing / "mixed.jsonl").write_bytes(raw)
+
+    report = bronze.ingest_landing(landing, tables, parser())
+
+    assert report.rows_loaded == 3 and report.rows_rejected == 8
+    reasons = rejected(tables)
+    assert set(reasons) == {("mixed.jsonl", r) for r in (2, 3, 4, 5, 6, 7, 10, 11)}
+    assert "no text" in reasons[("mixed.jsonl", 2)]
+    assert "unparseable created_at" in reasons[("mixed.jsonl", 3)]
+    assert "text must be a string" in reasons[("mixed.jsonl", 4)]
+    assert "invalid UTF-8" in reasons[("mixed.jsonl", 5)]
+    assert "duplicate id 'd1' (first at row 1)" in reasons[("mixed.jsonl", 6)]
+    assert "invalid JSON" in reasons[("mixed.jsonl", 7)]
+    assert "no created_at" in reasons[("mixed.jsonl", 10)]
+    assert "before the first partition" in reasons[("mixed.jsonl", 11)]
+    ids = loaded_ids(tables)
+    assert {"d1", "d8"} <= ids and len(ids) == 3
+    hashed = next(i for i in ids if i not in {"d1", "d8"})
+    assert hashed.startswith("h")  # a content hash for the record that came without an id
+    # +02:00 on Jan 3 at midnight is Jan 2 in UTC, the zone partitions are cut in.
+    days = dict(
+        tables.scan(bronze.BRONZE, DOCUMENTS).select("doc_id", "partition_date").collect().rows()
+    )
+    assert days[hashed] == date(2024, 1, 2)
+    metadata = (
+        tables.scan(bronze.BRONZE, DOCUMENTS)
+        .filter(pl.col("doc_id") == "d1")
+        .collect()["metadata"][0]
+    )
+    assert json.loads(metadata) == {"category": "card"}
+
+
+def test_csv_and_parquet_load_with_a_column_mapping(tables, landing):
+    (landing / "tickets.csv").write_text(
+        "ticket,body,opened,team\nT1,printer is on fire,2024-01-05,ops\nT2,,2024-01-05,ops\n"
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "ticket": ["T3", "T4"],
+                "body": ["vpn down", "mail slow"],
+                "opened": ["2024-01-06T08:00:00", "2024-01-06T09:00:00"],
+                "team": ["net", "it"],
+            }
+        ),
+        landing / "more.parquet",
+    )
+    mapping = ColumnMapping(id="ticket", text="body", created_at="opened")
+    report = bronze.ingest_landing(landing, tables, RecordParser(mapping, DatePolicy(), FIRST_DAY))
+    assert report.rows_loaded == 3
+    assert report.days == {date(2024, 1, 5), date(2024, 1, 6)}
+    assert rejected(tables) == {("tickets.csv", 2): "no text (column 'body' missing or empty)"}
+
+
+def test_unparseable_file_is_reported_and_others_still_load(tables, landing):
+    (landing / "broken.parquet").write_bytes(b"this is not parquet")
+    (landing / "fine.jsonl").write_text(json.dumps(good(1)) + "\n")
+    report = bronze.ingest_landing(landing, tables, parser())
+    statuses = {f.path: f.status for f in report.files}
+    assert statuses == {"broken.parquet": "unparseable", "fine.jsonl": "loaded"}
+    assert loaded_ids(tables) == {"d1"}
+    assert "unparseable file" in rejected(tables)[("broken.parquet", None)]
+    landed = tables.scan(bronze.LANDED, LANDED_FILES).collect()
+    assert set(landed["status"]) == {"unparseable", "loaded"}
+
+
+def test_unchanged_file_is_not_read_again_and_changed_file_replaces_its_rows(tables, landing):
+    path = landing / "a.jsonl"
+    path.write_text(json.dumps(good(1)) + "\n" + json.dumps(good(2)) + "\n")
+    bronze.ingest_landing(landing, tables, parser())
+    again = bronze.ingest_landing(landing, tables, parser())
+    assert again.files == [] and again.unchanged == 1
+    path.write_text(json.dumps(good(2)) + "\n" + json.dumps(good(3)) + "\n")
+    bronze.ingest_landing(landing, tables, parser())
+    assert loaded_ids(tables) == {"d2", "d3"}
+    assert tables.scan(bronze.BRONZE, DOCUMENTS).collect().height == 2
+
+
+def test_missing_dates_take_the_configured_default(tables, landing):
+    (landing / "undated.jsonl").write_text(json.dumps({"id": "u1", "text": "no date"}) + "\n")
+    bronze.ingest_landing(landing, tables, parser("2024-02-01"))
+    days = tables.scan(bronze.BRONZE, DOCUMENTS).collect()["partition_date"].to_list()
+    assert days == [date(2024, 2, 1)]
+
+
+def test_latest_landed_version_of_a_document_wins_within_a_day(tables, landing):
+    (landing / "1.jsonl").write_text(json.dumps(good(1, text_v="old")) + "\n")
+    bronze.ingest_landing(landing, tables, parser())
+    (landing / "2.jsonl").write_text(json.dumps(good(1) | {"text": "updated text"}) + "\n")
+    bronze.ingest_landing(landing, tables, parser())
+    day = bronze.read_day(tables, date(2024, 1, 2))
+    assert day["text"].to_list() == ["updated text"]
