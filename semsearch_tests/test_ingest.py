@@ -142,9 +142,11 @@ def test_unchanged_file_is_not_read_again_and_changed_file_replaces_its_rows(tab
     bronze.ingest_landing(landing, tables, parser())
     again = bronze.ingest_landing(landing, tables, parser())
     assert again.files == [] and again.unchanged == 1
-    path.write_text(json.dumps(good(2)) + "\n" + json.dumps(good(3)) + "\n")
-    bronze.ingest_landing(landing, tables, parser())
+    path.write_text(json.dumps(good(2)) + "\n" + json.dumps(good(3, day=4)) + "\n")
+    changed = bronze.ingest_landing(landing, tables, parser())
     assert loaded_ids(tables) == {"d2", "d3"}
+    # d1 and d2 were on Jan 2, d3 is now on Jan 4: both days need a re-run.
+    assert changed.days == {date(2024, 1, 2), date(2024, 1, 4)}
     assert tables.scan(bronze.BRONZE, DOCUMENTS).collect().height == 2
 
 

@@ -46,7 +46,9 @@ class Theme:
 
     @property
     def label(self) -> str:
-        return ", ".join(self.keywords[:3]) if self.keywords else self.theme_id
+        if self.theme_id == OUTLIERS or not self.keywords:
+            return self.theme_id
+        return ", ".join(self.keywords[:3])
 
 
 @dataclass

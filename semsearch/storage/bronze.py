@@ -93,7 +93,9 @@ def _ingest_file(
 ) -> FileReport:
     now = datetime.now(UTC)
     file_filter = f"source_file = {sql_string(relative)}"
-    result = FileReport(path=relative, status="loaded")
+    # Days the file's earlier version fed must be re-run too: its rows there are replaced.
+    earlier_days = _days_of_file(tables, relative)
+    result = FileReport(path=relative, status="loaded", days=set(earlier_days))
     try:
         first = True
         for batch in parse_file(path, parser):
@@ -111,7 +113,9 @@ def _ingest_file(
             result.days.update(d["partition_date"] for d in batch.documents)
     except (UnparseableFileError, OSError) as exc:
         log.warning("cannot parse landing file %s: %s", relative, exc)
-        result = FileReport(path=relative, status="unparseable", error=str(exc), rows_rejected=1)
+        result = FileReport(
+            path=relative, status="unparseable", error=str(exc), rows_rejected=1, days=earlier_days
+        )
         whole_file = [{"source_row": None, "reason": f"unparseable file: {exc}", "raw": None}]
         tables.delete(BRONZE, file_filter)
         tables.replace(
@@ -124,6 +128,17 @@ def _ingest_file(
     _record_landed(tables, path, relative, sha, result, now)
     log.info("landed %s: %s rows, %s rejected", relative, result.rows_loaded, result.rows_rejected)
     return result
+
+
+def _days_of_file(tables: DeltaTables, relative: str) -> set[date]:
+    days = (
+        tables.scan(BRONZE, DOCUMENTS)
+        .filter(pl.col("source_file") == relative)
+        .select("partition_date")
+        .unique()
+        .collect()
+    )
+    return set(days["partition_date"].to_list())
 
 
 def _with_source(
