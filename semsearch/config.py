@@ -7,6 +7,7 @@ receives a `Settings` (or a Dagster resource built from one). `.env.example` mir
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from datetime import date
 from pathlib import Path
 
 ENV_PREFIX = "SEMSEARCH_"
+# Field type (a string: annotations are postponed) -> parser and how to name it in errors.
+_NUMBER_TYPES = {"int": (int, "a whole number"), "float": (float, "a number")}
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,26 @@ class Settings:
     # Embeddings.
     embedding_backend: str = "local"  # "local" or "openai"
     embedding_model: str = "all-MiniLM-L6-v2"
-    embedding_batch_size: int = 64
-    openai_base_url: str = ""  # empty: the official endpoint
-    openai_dimensions: int = 0  # 0: the model's native dimension
+    embedding_batch_size: int = 64  # local backend: texts per forward pass
+
+    # Embedding API (openai backend): OpenAI, Azure OpenAI or any OpenAI-compatible server
+    # (vLLM, llama.cpp, Ollama, TEI...). The key is not a setting: it is read from
+    # OPENAI_API_KEY through Dagster's EnvVar, and never logged or stored.
+    openai_base_url: str = ""  # empty: the official endpoint; Azure: https://<res>.openai.azure.com
+    openai_api_version: str = ""  # Azure OpenAI only (e.g. 2024-10-21); model = deployment name
+    openai_dimensions: int = 0  # sent as `dimensions`; 0: the model's native dimension
+    openai_expected_dimension: int = 0  # vector size, needed for models unknown to semsearch
+    openai_timeout_seconds: float = 60.0  # per HTTP request
+    openai_concurrency: int = 4  # requests in flight
+    openai_max_attempts: int = 6  # per request batch, first attempt included
+    openai_initial_wait_seconds: float = 1.0  # first backoff; doubles per retry, with jitter
+    openai_max_wait_seconds: float = 60.0  # cap on one wait, Retry-After included
+    openai_max_total_seconds: float = 300.0  # retry budget per request batch
+    openai_requests_per_minute: int = 0  # client-side rate limit; 0: none
+    openai_tokens_per_minute: int = 0  # client-side rate limit; 0: none
+    openai_max_input_tokens: int = 8191  # per input; chunks are cut below it
+    openai_max_inputs_per_request: int = 2048
+    openai_price_per_million_tokens: float = 0.0  # USD, for the estimated_cost metadata
 
     # Vector index.
     lance_table: str = "chunks"
@@ -50,7 +70,28 @@ class Settings:
 
     # Themes.
     theme_window_days: int = 30  # 0: all history up to the partition
-    theme_min_cluster_size: int = 10
+    theme_min_cluster_size: int = 15
+
+    # Operations (checks, alerts, sensors).
+    # Check thresholds; each check says in the UI whether it blocks (ERROR) or warns (WARN).
+    check_min_documents: int = 1  # fewer documents in a day: WARN; 0 accepts empty days
+    check_max_rejected_share: float = 0.1  # of the day's source files' records; ERROR above
+    check_probe_items: int = 3  # stored chunks searched for themselves per day
+    check_min_ann_recall: float = 0.9  # ANN recall@10 against exact search, once an index exists
+    check_max_noise_share: float = 0.7  # share of a window's chunks left as outliers
+    check_min_themes: int = 1
+    check_max_themes: int = 200
+    check_min_theme_stability: float = 0.8  # assignments a re-run of the same window keeps
+    profiling: int = 0  # 1: null counts, length distributions, metadata breakdowns as metadata
+    # Alerts: a Slack-compatible incoming webhook. Read through Dagster's EnvVar, so the UI
+    # shows the variable's name, never the URL; empty: alerts go to the log and table only.
+    alert_webhook_url: str = ""
+    alert_resolved: int = 1  # 1: post a "resolved" message when a failing check passes again
+    # Sensors.
+    sensor_interval_seconds: int = 30
+    landing_settle_seconds: int = 60  # a file unchanged across two ticks or this old is complete
+    freshness_deadline_hour: int = 9  # UTC hour of the next day a day's data must be indexed by
+    source_table_uri: str = ""  # an upstream Delta table to follow (e.g. tickets); empty: none
 
     @property
     def home_path(self) -> Path:
@@ -84,12 +125,13 @@ class Settings:
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw is None or raw == "":
                 continue
-            if field.type == "int":
+            if field.type in _NUMBER_TYPES:
+                parse, kind = _NUMBER_TYPES[field.type]
                 try:
-                    values[field.name] = int(raw)
+                    values[field.name] = parse(raw)
                 except ValueError:
                     raise ValueError(
-                        f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a whole number"
+                        f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not {kind}"
                     ) from None
             else:
                 values[field.name] = raw
@@ -119,3 +161,29 @@ class Settings:
                     f"SEMSEARCH_MISSING_DATE_POLICY={self.missing_date_policy!r}: use 'reject', "
                     "'file_mtime' or an ISO date"
                 ) from None
+        self._validate_embedding_api()
+
+    def _validate_embedding_api(self) -> None:
+        positive = (
+            "openai_timeout_seconds",
+            "openai_concurrency",
+            "openai_max_attempts",
+            "openai_max_wait_seconds",
+            "openai_max_total_seconds",
+            "openai_max_input_tokens",
+            "openai_max_inputs_per_request",
+        )
+        not_negative = (
+            "openai_dimensions",
+            "openai_expected_dimension",
+            "openai_initial_wait_seconds",
+            "openai_requests_per_minute",
+            "openai_tokens_per_minute",
+            "openai_price_per_million_tokens",
+        )
+        for name in positive + not_negative:
+            value = getattr(self, name)
+            in_range = value > 0 if name in positive else value >= 0
+            if not (math.isfinite(value) and in_range):
+                bound = "> 0" if name in positive else ">= 0"
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} must be {bound}")

