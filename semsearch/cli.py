@@ -1,4 +1,4 @@
-"""The `semsearch` command line: demo, run, search, themes, ui."""
+"""The `semsearch` command line: demo, run, search, themes, backfill, ui."""
 
 from __future__ import annotations
 
@@ -131,6 +131,32 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import date
+
+    from semsearch.defs.backfills import days_between, run_in_process, submit_backfill
+    from semsearch.defs.definitions import build_definitions
+    from semsearch.runner import open_instance
+
+    try:
+        days = days_between(date.fromisoformat(args.first), date.fromisoformat(args.last))
+    except ValueError as exc:
+        raise ValueError(f"backfill dates: {exc} (use YYYY-MM-DD)") from None
+    instance, defs = open_instance(settings), build_definitions(settings)
+    if args.in_process:
+        outcomes = run_in_process(instance, defs, days)
+        for day, ok in outcomes:
+            print(f"  {day}  {'ok' if ok else 'FAILED (see the run in the Dagster UI)'}")
+        return 0 if all(ok for _, ok in outcomes) else 1
+    backfill_id = submit_backfill(instance, defs, days)
+    print(
+        f"backfill {backfill_id} submitted: {len(days)} days ({days[0]} .. {days[-1]}).\n"
+        "The Dagster daemon runs it (semsearch ui, dagster dev or dagster-daemon run); follow it "
+        f"under Overview → Backfills, or run it here instead with --in-process."
+    )
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.runner import dagster_home
 
@@ -159,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     themes = sub.add_parser("themes", help="list the themes of the latest (or a given) window")
     themes.add_argument("--day", help="the window's last day, YYYY-MM-DD")
+    backfill = sub.add_parser(
+        "backfill", help="re-materialize every daily asset for a range of days"
+    )
+    backfill.add_argument("--from", dest="first", required=True, help="first day, YYYY-MM-DD")
+    backfill.add_argument("--to", dest="last", required=True, help="last day, YYYY-MM-DD")
+    backfill.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the days here, in order, instead of submitting a backfill to the daemon",
+    )
     ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the same data")
     ui.add_argument("dagster_args", nargs=argparse.REMAINDER)
     return parser
@@ -170,6 +206,7 @@ COMMANDS = {
     "search": cmd_search,
     "themes": cmd_themes,
     "ui": cmd_ui,
+    "backfill": cmd_backfill,
 }
 
 

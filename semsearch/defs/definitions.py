@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, DailyPartitionsDefinition, Definitions, define_asset_job
+from dagster import (
+    AssetSelection,
+    DailyPartitionsDefinition,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+)
 
 from semsearch.config import Settings
+from semsearch.defs.alerts import AlertsResource, build_alert_sensor
 from semsearch.defs.assets import bronze_documents, build_pipeline_assets
+from semsearch.defs.checks import QualityResource, build_checks
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
+from semsearch.defs.sensors import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_sensors
+from semsearch.defs.sources import build_source_asset
 
-INGEST_JOB = "ingest_landing"
-PIPELINE_JOB = "daily_pipeline"
+__all__ = ["INGEST_JOB", "PIPELINE_JOB", "SOURCE_JOB", "build_definitions", "daily_partitions"]
 
 
 def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
@@ -20,18 +29,30 @@ def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
 
 def build_definitions(settings: Settings) -> Definitions:
     partitions = daily_partitions(settings)
-    daily_assets = build_pipeline_assets(partitions, settings.theme_window_days)
+    sources = [build_source_asset(settings.source_table_uri)] if settings.source_table_uri else []
+    daily_assets = build_pipeline_assets(partitions, settings.theme_window_days, sources)
+    # Sensors request these jobs; the daily job carries every daily asset's checks with it.
+    jobs = [
+        define_asset_job(INGEST_JOB, AssetSelection.assets(bronze_documents)),
+        define_asset_job(PIPELINE_JOB, AssetSelection.assets(*daily_assets)),
+    ]
+    if sources:
+        jobs.append(define_asset_job(SOURCE_JOB, AssetSelection.assets(*sources)))
     return Definitions(
-        assets=[bronze_documents, *daily_assets],
-        jobs=[
-            define_asset_job(INGEST_JOB, AssetSelection.assets(bronze_documents)),
-            define_asset_job(
-                PIPELINE_JOB, AssetSelection.assets(*daily_assets), partitions_def=partitions
-            ),
-        ],
+        assets=[bronze_documents, *sources, *daily_assets],
+        asset_checks=build_checks(
+            partitions, bool(settings.profiling), settings.freshness_deadline_hour >= 0
+        ),
+        jobs=jobs,
+        # One process per run, not per step: the steps of a day form a chain, and a process per
+        # step would load the embedding model once for every step (and check) that needs it.
+        executor=in_process_executor,
+        sensors=[*build_sensors(settings), build_alert_sensor(settings.sensor_interval_seconds)],
         resources={
             "storage": StorageResource.from_settings(settings),
             "pipeline": PipelineResource.from_settings(settings),
             "embedder": EmbeddingResource.from_settings(settings),
+            "quality": QualityResource.from_settings(settings),
+            "alerts": AlertsResource.from_settings(settings),
         },
     )

@@ -114,3 +114,25 @@ THEME_ASSIGNMENTS = pa.schema(
 )
 
 OUTLIER_THEME_ID = "outliers"
+
+ALERTS = pa.schema(
+    [
+        ("alert_id", pa.string()),
+        ("key", pa.string()),  # what failed, e.g. check:embeddings/finite_vectors:2026-11-03
+        ("status", pa.string()),  # "firing" or "resolved"
+        ("kind", pa.string()),  # "check" or "run"
+        ("severity", pa.string()),
+        ("title", pa.string()),
+        ("description", pa.string()),
+        ("asset", pa.string()),
+        ("check_name", pa.string()),
+        ("partition", pa.string()),
+        ("job", pa.string()),
+        ("run_id", pa.string()),
+        ("payload", pa.string()),  # the JSON posted to the webhook
+        ("delivered", pa.bool_()),  # False: no webhook configured, or the post failed
+        ("delivery_error", pa.string()),
+        ("occurred_at", UTC_TS),
+        ("sent_at", UTC_TS),
+    ]
+)

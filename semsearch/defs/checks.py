@@ -1,0 +1,518 @@
+"""Asset checks, per day-partition, built from one declarative list of rules.
+
+`RULES` says, for every asset, what is asserted, how bad a failure is and which pure function of
+`semsearch.core.quality` evaluates it. Each asset gets one check op (one read of its partition,
+one model load at most) that yields a result per rule. ERROR rules are blocking: when one fails,
+the assets downstream of the checked one do not run in that run. WARN rules only report.
+"""
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime
+
+import numpy as np
+import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    AssetRecordsFilter,
+    ConfigurableResource,
+    DagsterInstance,
+    MetadataValue,
+    PartitionsDefinition,
+    PreviewWarning,
+    multi_asset_check,
+)
+
+from semsearch.config import Settings
+from semsearch.core import quality as q
+from semsearch.core.filters import sql_literal
+from semsearch.core.quality import PartitionInputs, Rule, Severity, Thresholds
+from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
+from semsearch.storage import bronze, themes_store
+from semsearch.storage.embedding_store import DEAD_LETTER
+from semsearch.storage.history import previous_partition
+from semsearch.storage.schemas import (
+    CHUNKS,
+    DOCUMENTS,
+    EMBEDDING_DEAD_LETTER,
+    EMBEDDINGS,
+    LANDED_FILES,
+    OUTLIER_THEME_ID,
+    THEME_ASSIGNMENTS,
+    THEMES,
+)
+from semsearch.storage.vector_index import AnnParams, VectorIndex
+
+RAW, CHUNK, EMBED, INDEX, THEMES_ASSET = (
+    "raw_documents",
+    "chunks",
+    "embeddings",
+    "vector_index",
+    "themes",
+)
+FRESHNESS = "freshness"
+ANN_QUERIES, ANN_K = 10, 10
+
+
+class QualityResource(ConfigurableResource):
+    """Check thresholds and the profiling switch (see the Operations block of `Settings`)."""
+
+    min_documents: int = 1
+    max_rejected_share: float = 0.1
+    probe_items: int = 3
+    min_ann_recall: float = 0.9
+    max_noise_share: float = 0.7
+    min_themes: int = 1
+    max_themes: int = 200
+    min_theme_stability: float = 0.8
+    max_chunk_tokens: int = 200
+    profiling: bool = False
+    freshness_deadline_hour: int = 9
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "QualityResource":
+        resource = cls(
+            min_documents=settings.check_min_documents,
+            max_rejected_share=settings.check_max_rejected_share,
+            probe_items=settings.check_probe_items,
+            min_ann_recall=settings.check_min_ann_recall,
+            max_noise_share=settings.check_max_noise_share,
+            min_themes=settings.check_min_themes,
+            max_themes=settings.check_max_themes,
+            min_theme_stability=settings.check_min_theme_stability,
+            max_chunk_tokens=settings.chunk_size_tokens,
+            profiling=bool(settings.profiling),
+            freshness_deadline_hour=settings.freshness_deadline_hour,
+        )
+        resource.thresholds()  # out-of-range settings fail here, when definitions load
+        if not -1 <= settings.freshness_deadline_hour <= 23:
+            raise ValueError("SEMSEARCH_FRESHNESS_DEADLINE_HOUR must be an hour 0..23, or -1")
+        return resource
+
+    def thresholds(self) -> Thresholds:
+        names = set(Thresholds.__dataclass_fields__) & set(type(self).model_fields)
+        return Thresholds(**{n: getattr(self, n) for n in names})
+
+
+def _profile_rule(asset: str, columns: Sequence[str], frame_of: Callable) -> Rule:
+    return Rule(
+        asset,
+        "profile",
+        Severity.WARN,
+        "Statistics, not a rule (always passes): null counts, text length distribution and, "
+        "for documents, the most frequent values of each metadata key.",
+        lambda p: q.Outcome(True, "profile", q.profile(frame_of(p), columns, "metadata")),
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    # raw_documents
+    Rule(
+        RAW,
+        "partition_not_empty",
+        Severity.WARN,
+        "The day holds at least SEMSEARCH_CHECK_MIN_DOCUMENTS documents (0 accepts empty days).",
+        lambda p: q.min_rows(p.documents, p.limits.min_documents, "documents"),
+    ),
+    Rule(
+        RAW,
+        "doc_ids_unique",
+        Severity.ERROR,
+        "One row per doc_id.",
+        lambda p: q.unique(p.documents, "doc_id"),
+    ),
+    Rule(
+        RAW,
+        "text_present",
+        Severity.ERROR,
+        "Every document has non-blank text.",
+        lambda p: q.no_blank(p.documents, "text", "doc_id"),
+    ),
+    Rule(
+        RAW,
+        "dates_in_partition",
+        Severity.ERROR,
+        "Every document's created_at (UTC) falls on the partition's day.",
+        lambda p: q.dated_within(p.documents, p.day, "doc_id"),
+    ),
+    Rule(
+        RAW,
+        "rejected_share",
+        Severity.ERROR,
+        "Rejected records of the day's source files stay at or below "
+        "SEMSEARCH_CHECK_MAX_REJECTED_SHARE of their records.",
+        lambda p: q.rejected_share(p.source_files, p.limits.max_rejected_share),
+    ),
+    # chunks
+    Rule(
+        CHUNK,
+        "every_document_chunked",
+        Severity.ERROR,
+        "Every document has at least one chunk.",
+        lambda p: q.covered(p.documents["doc_id"], p.chunks["doc_id"], "documents without chunks"),
+    ),
+    Rule(
+        CHUNK,
+        "token_counts_in_bounds",
+        Severity.ERROR,
+        "Every chunk has 1..SEMSEARCH_CHUNK_SIZE_TOKENS tokens (never over the model's limit).",
+        lambda p: q.within_range(p.chunks, "token_count", 1, p.limits.max_chunk_tokens, "chunk_id"),
+    ),
+    Rule(
+        CHUNK,
+        "chunk_ids_unique",
+        Severity.ERROR,
+        "One row per chunk_id.",
+        lambda p: q.unique(p.chunks, "chunk_id"),
+    ),
+    # embeddings
+    Rule(
+        EMBED,
+        "one_vector_per_chunk",
+        Severity.ERROR,
+        "Exactly one vector per chunk, dead letters excepted.",
+        lambda p: q.one_vector_per_chunk(p.embeddings, p.chunks["chunk_id"], p.dead_letter_ids),
+    ),
+    Rule(
+        EMBED,
+        "expected_dimension",
+        Severity.ERROR,
+        "Every vector has the configured model's dimension.",
+        lambda p: q.has_dimension(p.embeddings, p.expected_model.dimension),
+    ),
+    Rule(
+        EMBED,
+        "finite_vectors",
+        Severity.ERROR,
+        "No NaN or infinite values.",
+        lambda p: q.finite_vectors(p.embeddings),
+    ),
+    Rule(
+        EMBED,
+        "normalised_vectors",
+        Severity.WARN,
+        "Unit-length vectors where the model normalises (cosine search does not need it, a "
+        "change means another model or a broken backend).",
+        lambda p: q.normalised_vectors(
+            p.embeddings, p.expected_model.normalized, p.limits.norm_tolerance
+        ),
+    ),
+    Rule(
+        EMBED,
+        "single_model",
+        Severity.ERROR,
+        "All vectors come from the configured model.",
+        lambda p: q.single_value(p.embeddings, "model_id", p.expected_model.model_id),
+    ),
+    Rule(
+        EMBED,
+        "no_dead_letters",
+        Severity.WARN,
+        "No chunk of the day waits in embedding_dead_letter (re-materialize the day to retry).",
+        lambda p: q.counts_equal(len(p.dead_letter_ids), 0, "dead letters"),
+    ),
+    # vector_index
+    Rule(
+        INDEX,
+        "rows_match_embeddings",
+        Severity.ERROR,
+        "The index holds as many rows for the day as the day has embeddings.",
+        lambda p: q.counts_equal(p.index_rows, p.embeddings.height, "index rows"),
+    ),
+    Rule(
+        INDEX,
+        "known_item_probe",
+        Severity.ERROR,
+        "A few stored chunks, embedded again and searched for, rank first.",
+        lambda p: q.known_items_found(p.probes),
+    ),
+    Rule(
+        INDEX,
+        "ann_recall",
+        Severity.WARN,
+        "Where an ANN index exists, its recall@10 against exact search stays at or above "
+        "SEMSEARCH_CHECK_MIN_ANN_RECALL.",
+        lambda p: q.ann_recall(p.ann_results, p.exact_results, p.limits.min_ann_recall),
+    ),
+    # themes
+    Rule(
+        THEMES_ASSET,
+        "noise_share",
+        Severity.WARN,
+        "The window's outlier share stays at or below SEMSEARCH_CHECK_MAX_NOISE_SHARE.",
+        lambda p: q.noise_share(p.assignments, OUTLIER_THEME_ID, p.limits.max_noise_share),
+    ),
+    Rule(
+        THEMES_ASSET,
+        "theme_count",
+        Severity.WARN,
+        "SEMSEARCH_CHECK_MIN_THEMES..SEMSEARCH_CHECK_MAX_THEMES themes in the window.",
+        lambda p: q.count_between(
+            p.themes.filter(pl.col("theme_id") != OUTLIER_THEME_ID).height,
+            p.limits.min_themes,
+            p.limits.max_themes,
+            "themes",
+        ),
+    ),
+    Rule(
+        THEMES_ASSET,
+        "assignments_unique",
+        Severity.ERROR,
+        "Each chunk of the window is assigned to exactly one theme.",
+        lambda p: q.unique(p.assignments, "chunk_id"),
+    ),
+    Rule(
+        THEMES_ASSET,
+        "stability",
+        Severity.WARN,
+        "A re-run of the same window keeps at least SEMSEARCH_CHECK_MIN_THEME_STABILITY of its "
+        "assignments (compared with the previous run through Delta time travel).",
+        lambda p: q.assignments_kept(
+            p.assignments, p.previous_assignments, p.limits.min_theme_stability, p.previous_note
+        ),
+    ),
+)
+
+PROFILE_RULES: tuple[Rule, ...] = (
+    _profile_rule(RAW, ["text", "title"], lambda p: p.documents),
+    _profile_rule(CHUNK, ["text"], lambda p: p.chunks),
+)
+
+
+# Loaders: read exactly the day's partition of what an asset's rules look at.
+
+
+def _day(context: AssetCheckExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+def _load_raw(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
+    tables = storage.tables()
+    inputs.documents = tables.read_partition(RAW, inputs.day, DOCUMENTS)
+    files = inputs.documents["source_file"].unique().to_list()
+    landed = tables.scan(bronze.LANDED, LANDED_FILES)
+    inputs.source_files = landed.filter(pl.col("path").is_in(files)).collect()
+
+
+def _load_chunks(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
+    tables = storage.tables()
+    inputs.documents = tables.read_partition(RAW, inputs.day, DOCUMENTS)
+    inputs.chunks = tables.read_partition(CHUNK, inputs.day, CHUNKS)
+
+
+def _load_embeddings(
+    inputs: PartitionInputs, storage: StorageResource, embedder: EmbeddingResource, **_
+) -> None:
+    tables = storage.tables()
+    inputs.embeddings = tables.read_partition(EMBED, inputs.day, EMBEDDINGS)
+    inputs.chunks = tables.read_partition(CHUNK, inputs.day, CHUNKS).select("chunk_id")
+    dead = tables.read_partition(DEAD_LETTER, inputs.day, EMBEDDING_DEAD_LETTER)
+    inputs.dead_letter_ids = dead["chunk_id"].to_list()
+    backend = embedder.get_backend()
+    inputs.expected_model = q.ModelExpectation(
+        backend.model_id, backend.dimension, bool(getattr(backend, "normalized", False))
+    )
+
+
+def day_filter(day: date) -> str:
+    return f"partition_date = date {sql_literal(day.isoformat())}"
+
+
+def _load_index(
+    inputs: PartitionInputs,
+    storage: StorageResource,
+    embedder: EmbeddingResource,
+    pipeline: PipelineResource,
+    quality: QualityResource,
+) -> None:
+    tables, index = storage.tables(), storage.index()
+    inputs.embeddings = tables.read_partition(EMBED, inputs.day, EMBEDDINGS).sort("chunk_id")
+    inputs.index_rows = index.count_rows(day_filter(inputs.day))
+    texts = tables.read_partition(CHUNK, inputs.day, CHUNKS).select("chunk_id", "text")
+    sample = inputs.embeddings.select("chunk_id").join(texts, on="chunk_id").sort("chunk_id")
+    inputs.probes = _probes(index, embedder, pipeline, sample.head(quality.probe_items))
+    if has_ann_index(index):
+        queries = inputs.embeddings.head(ANN_QUERIES)["vector"].to_list()
+        params = pipeline.ann_params()
+        inputs.exact_results = [_top_ids(index, v, params, exact=True) for v in queries]
+        inputs.ann_results = [_top_ids(index, v, params, exact=False) for v in queries]
+
+
+def has_ann_index(index: VectorIndex) -> bool:
+    # LanceDB 0.40 reports index types as "IvfHnswSq": compare without case (VectorIndex's own
+    # has_ann_index looks for "IVF" and so never sees it).
+    table = index.table()
+    indices = table.list_indices() if table is not None else []
+    return any(i.index_type.upper().startswith("IVF") for i in indices)
+
+
+def _top_ids(index: VectorIndex, vector: list[float], params: AnnParams, exact: bool) -> list[str]:
+    hits = index.search(np.asarray(vector, np.float32), ANN_K, None, params, exact=exact)
+    return hits.column("chunk_id").to_pylist() if hits.num_rows else []
+
+
+def _probes(
+    index: VectorIndex,
+    embedder: EmbeddingResource,
+    pipeline: PipelineResource,
+    sample: pl.DataFrame,
+) -> list[q.Probe]:
+    """Embed stored chunk texts again and search the whole index the way users do."""
+    if sample.height == 0:
+        return []
+    result = embedder.get_backend().embed(sample["text"].to_list())
+    probes = []
+    for row, vector in zip(result.indices, result.vectors, strict=True):
+        chunk_id, text = sample.row(row)
+        hits = index.search(vector, 1, None, pipeline.ann_params())
+        top = hits.to_pylist()[0] if hits.num_rows else {}
+        probes.append(q.Probe(chunk_id, text, top.get("chunk_id"), top.get("text")))
+    return probes
+
+
+def _load_themes(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
+    tables = storage.tables()
+    inputs.themes = tables.read_partition(themes_store.THEMES_TABLE, inputs.day, THEMES)
+    inputs.assignments = tables.read_partition(
+        themes_store.ASSIGNMENTS_TABLE, inputs.day, THEME_ASSIGNMENTS
+    )
+    previous, note = previous_partition(tables, themes_store.ASSIGNMENTS_TABLE, inputs.day)
+    inputs.previous_assignments, inputs.previous_note = previous, note
+
+
+LOADERS: dict[str, Callable[..., None]] = {
+    RAW: _load_raw,
+    CHUNK: _load_chunks,
+    EMBED: _load_embeddings,
+    INDEX: _load_index,
+    THEMES_ASSET: _load_themes,
+}
+
+
+def _metadata(outcome: q.Outcome) -> dict:
+    return {
+        k: MetadataValue.json(v) if isinstance(v, dict | list) else v
+        for k, v in outcome.metadata.items()
+    }
+
+
+def _result(asset: str, rule: Rule, outcome: q.Outcome) -> AssetCheckResult:
+    return AssetCheckResult(
+        asset_key=AssetKey(asset),
+        check_name=rule.name,
+        passed=outcome.passed,
+        severity=AssetCheckSeverity(rule.severity.value),
+        description=outcome.description,
+        metadata=_metadata(outcome),
+    )
+
+
+def _spec(rule: Rule, partitions: PartitionsDefinition) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        rule.name,
+        asset=rule.asset,
+        description=f"[{rule.severity.value}{', blocking' if rule.blocking else ''}] "
+        + rule.description,
+        blocking=rule.blocking,
+        partitions_def=partitions,
+        metadata={"severity": rule.severity.value},
+    )
+
+
+def _rule_check(
+    asset: str, rules: Sequence[Rule], partitions: PartitionsDefinition
+) -> AssetChecksDefinition:
+    @multi_asset_check(
+        name=f"{asset}_checks",
+        specs=[_spec(rule, partitions) for rule in rules],
+        description=f"The {asset} rules, evaluated on the run's partition only.",
+    )
+    def _check(
+        context: AssetCheckExecutionContext,
+        storage: StorageResource,
+        pipeline: PipelineResource,
+        embedder: EmbeddingResource,
+        quality: QualityResource,
+    ) -> Iterator[AssetCheckResult]:
+        inputs = PartitionInputs(day=_day(context), limits=quality.thresholds())
+        LOADERS[asset](
+            inputs, storage=storage, embedder=embedder, pipeline=pipeline, quality=quality
+        )
+        for rule in rules:
+            outcome = rule.evaluate(inputs)
+            if not outcome.passed:
+                context.log.warning("%s.%s failed: %s", asset, rule.name, outcome.description)
+            yield _result(asset, rule, outcome)
+
+    return _check
+
+
+# Freshness: is the day's data searchable by its deadline? Evaluated by the freshness sensor
+# once the deadline passes (a missing day never runs, so no run could notice it), and again in
+# every daily run after the index is written, which resolves an earlier failure.
+
+
+def freshness_outcome(
+    instance: DagsterInstance, day: date, deadline_hour: int, now: datetime | None = None
+) -> q.Outcome:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(INDEX), asset_partitions=[day.isoformat()]), limit=1
+    ).records
+    materialized = datetime.fromtimestamp(records[0].timestamp, UTC) if records else None
+    deadline = q.freshness_deadline(day, deadline_hour)
+    return q.fresh(day, deadline, materialized, now or datetime.now(UTC))
+
+
+def freshness_result(outcome: q.Outcome) -> dict:
+    """The fields of an AssetCheckResult / AssetCheckEvaluation for a freshness outcome."""
+    return {
+        "passed": outcome.passed,
+        "severity": AssetCheckSeverity.ERROR,
+        "description": outcome.description,
+        "metadata": _metadata(outcome),
+    }
+
+
+def _freshness_check(partitions: PartitionsDefinition) -> AssetChecksDefinition:
+    spec = AssetCheckSpec(
+        FRESHNESS,
+        asset=INDEX,
+        description="[ERROR] The day's partition is indexed by SEMSEARCH_FRESHNESS_DEADLINE_HOUR "
+        "(UTC) of the next day; evaluated by the freshness sensor and after each daily run.",
+        partitions_def=partitions,
+        metadata={"severity": "ERROR"},
+    )
+
+    @multi_asset_check(name="vector_index_freshness", specs=[spec])
+    def _check(
+        context: AssetCheckExecutionContext, quality: QualityResource
+    ) -> Iterator[AssetCheckResult]:
+        outcome = freshness_outcome(
+            context.instance, _day(context), quality.freshness_deadline_hour
+        )
+        yield AssetCheckResult(
+            asset_key=AssetKey(INDEX), check_name=FRESHNESS, **freshness_result(outcome)
+        )
+
+    return _check
+
+
+def build_checks(
+    partitions: PartitionsDefinition, profiling: bool = False, freshness: bool = True
+) -> list[AssetChecksDefinition]:
+    """One check op per asset from `RULES` (plus profiles when switched on) and freshness."""
+    rules = RULES + (PROFILE_RULES if profiling else ())
+    assets = list(dict.fromkeys(rule.asset for rule in rules))
+    # Per-partition check specs are a preview API in dagster 1.13; we rely on them so each
+    # day's check status and history is its own (and alerts name the day). Silenced here only.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreviewWarning)
+        checks = [_rule_check(a, [r for r in rules if r.asset == a], partitions) for a in assets]
+        if freshness:
+            checks.append(_freshness_check(partitions))
+    return checks

@@ -1,0 +1,342 @@
+"""Sensors: new source data in, exactly the affected days out, and a watch on missing days.
+
+The flow has two hops so that parsing happens once, inside a run, with all of ingestion's
+rejection handling:
+
+1. `landing_sensor` waits until new or changed landing files are complete (size and mtime
+   unchanged across two ticks, or older than SEMSEARCH_LANDING_SETTLE_SECONDS) and requests an
+   `ingest_landing` run, keyed by the files' content hashes: the same file twice starts nothing.
+   `source_table_sensor` does the same for an upstream Delta table, keyed on its version.
+2. `bronze_sensor` keys on the bronze Delta table's version. The files the new commits added and
+   removed name the day-partitions that changed (a changed file's old days included), and it
+   requests one `daily_pipeline` run per day, keyed by version and day.
+
+`freshness_sensor` records a failed `freshness` check for a day still not indexed once its
+deadline has passed (a day that never arrives starts no run, so no run could notice it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetKey,
+    DagsterInstance,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+from dagster._core.event_api import PartitionKeyFilter  # no public import in dagster 1.13
+
+from semsearch.config import Settings
+from semsearch.defs.checks import FRESHNESS, INDEX, QualityResource, freshness_outcome
+from semsearch.defs.checks import freshness_result as freshness_fields
+from semsearch.defs.resources import StorageResource
+from semsearch.storage.bronze import BRONZE, LANDED, file_sha256, landing_files, read_day
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.history import file_changes, table_version
+from semsearch.storage.schemas import DOCUMENTS, LANDED_FILES
+from semsearch.storage.source_table import changed_days, landed_version, source_name
+
+INGEST_JOB = "ingest_landing"
+PIPELINE_JOB = "daily_pipeline"
+SOURCE_JOB = "ingest_source_table"
+RAW = "raw_documents"
+# Daily runs requested by sensors run one at a time, in day order (dagster.yaml limits this
+# tag to 1): a day's themes cluster a window that includes the days before it, so they must not
+# overtake them. Backfills go through the backfill daemon, which orders by dependencies instead.
+DAILY_QUEUE_TAG = {"semsearch/queue": "daily"}
+
+
+def _digest(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+# Landing files.
+
+
+@dataclass
+class LandingCursor:
+    seen: dict[str, list[int]] = field(default_factory=dict)  # path -> [size, mtime_ns]
+    requested: dict[str, str] = field(default_factory=dict)  # path -> sha256 asked to ingest
+
+    @classmethod
+    def parse(cls, raw: str | None) -> LandingCursor:
+        return cls(**json.loads(raw)) if raw else cls()
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class LandingScan:
+    ready: dict[str, str] = field(default_factory=dict)  # path -> sha256, new or changed
+    settling: list[str] = field(default_factory=list)
+
+
+def _manifest(tables: DeltaTables) -> dict[str, tuple[int, int, str]]:
+    landed = tables.scan(LANDED, LANDED_FILES).select("path", "size_bytes", "mtime_ns", "sha256")
+    return {p: (s, m, h) for p, s, m, h in landed.collect().iter_rows()}
+
+
+def scan_landing(
+    landing_dir: Path, tables: DeltaTables, cursor: LandingCursor, settle_seconds: float
+) -> LandingScan:
+    """Sort the landing files into new-or-changed-and-complete, still settling, or known."""
+    manifest, scan, now = _manifest(tables), LandingScan(), time.time()
+    seen: dict[str, list[int]] = {}
+    for path in landing_files(landing_dir):
+        relative = path.relative_to(landing_dir).as_posix()
+        stat = path.stat()
+        size_mtime = [stat.st_size, stat.st_mtime_ns]
+        seen[relative] = size_mtime
+        known = manifest.get(relative)
+        if known and list(known[:2]) == size_mtime:
+            continue  # exactly as landed: not even hashed
+        complete = cursor.seen.get(relative) == size_mtime or now - stat.st_mtime >= settle_seconds
+        if not complete:
+            scan.settling.append(relative)
+            continue
+        sha = file_sha256(path)
+        if sha != (known[2] if known else None) and sha != cursor.requested.get(relative):
+            scan.ready[relative] = sha
+    cursor.seen = seen
+    return scan
+
+
+def build_landing_sensor(interval: int, settle_seconds: int) -> SensorDefinition:
+    @sensor(
+        name="landing_sensor",
+        job_name=INGEST_JOB,
+        minimum_interval_seconds=interval,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Requests an ingest_landing run once new or changed landing files are "
+        "complete; keyed by content hash, so the same file twice starts nothing.",
+    )
+    def landing_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult:
+        cursor = LandingCursor.parse(context.cursor)
+        scan = scan_landing(Path(storage.landing_dir), storage.tables(), cursor, settle_seconds)
+        # The ingest run takes every new file, so wait until none is still being written.
+        if scan.settling or not scan.ready:
+            reason = f"waiting for {len(scan.settling)} files to settle" if scan.settling else None
+            return SensorResult(cursor=cursor.dump(), skip_reason=reason or "no new landing files")
+        cursor.requested.update(scan.ready)
+        files = sorted(scan.ready.items())
+        request = RunRequest(
+            run_key=f"landing-{_digest([f'{p}:{h}' for p, h in files])}",
+            tags={"semsearch/landing_files": str(len(files))},
+        )
+        context.log.info("requesting ingestion of %s", ", ".join(p for p, _ in files))
+        return SensorResult(run_requests=[request], cursor=cursor.dump())
+
+    return landing_sensor
+
+
+# Bronze: the days that changed.
+
+
+def _last_partition_day() -> date:
+    return datetime.now(UTC).date() + timedelta(days=1)  # end_offset=1: today's partition
+
+
+CONTENT = ["doc_id", "title", "text", "created_at", "metadata"]
+
+
+def day_is_current(tables: DeltaTables, day: date) -> bool:
+    """raw_documents of `day` already holds what bronze would give it now (content only).
+
+    A re-landed file rewrites all its rows, so its other days show up as changed files with
+    unchanged content; comparing content keeps those days from running again.
+    """
+    expected = read_day(tables, day).select(CONTENT).sort("doc_id")
+    current = tables.read_partition(RAW, day, DOCUMENTS).select(CONTENT).sort("doc_id")
+    return expected.equals(current)
+
+
+def changed_bronze_days(
+    tables: DeltaTables, since: int | None, until: int, first: date
+) -> list[date]:
+    """Days whose bronze files changed between the versions and whose documents differ."""
+    days = file_changes(tables.uri(BRONZE), since, until).days
+    in_range = [d for d in sorted(days) if first <= d <= _last_partition_day()]
+    return [d for d in in_range if not day_is_current(tables, d)]
+
+
+def build_bronze_sensor(interval: int, first_day: date) -> SensorDefinition:
+    @sensor(
+        name="bronze_sensor",
+        job_name=PIPELINE_JOB,
+        minimum_interval_seconds=interval,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Keys on the bronze table's version and requests a daily_pipeline run for "
+        "each day whose bronze rows changed (one run key per version and day).",
+    )
+    def bronze_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult:
+        uri = storage.tables().uri(BRONZE)
+        since = int(context.cursor) if context.cursor else None
+        until = table_version(uri)
+        if until is None or until == since:
+            return SensorResult(skip_reason="bronze unchanged")
+        days = changed_bronze_days(storage.tables(), since, until, first_day)
+        requests = [
+            RunRequest(
+                run_key=f"bronze-v{until}-{d.isoformat()}",
+                partition_key=d.isoformat(),
+                tags=DAILY_QUEUE_TAG,
+            )
+            for d in days  # in day order: the queue starts them in this order
+        ]
+        return SensorResult(run_requests=requests, cursor=str(until))
+
+    return bronze_sensor
+
+
+# An upstream Delta table.
+
+
+def build_source_table_sensor(interval: int, uri: str, created_at: str) -> SensorDefinition:
+    name = source_name(uri)
+
+    @sensor(
+        name="source_table_sensor",
+        job_name=SOURCE_JOB,
+        minimum_interval_seconds=interval,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Keys on the version of the upstream Delta table {name} and requests "
+        "its ingestion for the days its new commits touched.",
+    )
+    def source_table_sensor(
+        context: SensorEvaluationContext, storage: StorageResource
+    ) -> SensorResult:
+        if context.cursor:
+            since = int(context.cursor)
+        else:  # first tick: start from what bronze already holds
+            since = landed_version(storage.tables(), name)
+        until = table_version(uri)
+        if until is None or until == since:
+            return SensorResult(skip_reason=f"{name} unchanged")
+        days = sorted(changed_days(uri, since, until, created_at))
+        listed = ",".join(d.isoformat() for d in days)
+        request = RunRequest(
+            run_key=f"{name}@v{until}",
+            tags={"semsearch/source_version": str(until), "semsearch/days": listed[:4000]},
+        )
+        return SensorResult(run_requests=[request], cursor=str(until))
+
+    return source_table_sensor
+
+
+# Freshness.
+
+
+@dataclass
+class FreshnessCursor:
+    checked: str | None = None  # the last day whose deadline was evaluated
+    overdue: list[str] = field(default_factory=list)  # days reported missing, re-checked
+
+    @classmethod
+    def parse(cls, raw: str | None) -> FreshnessCursor:
+        return cls(**json.loads(raw)) if raw else cls()
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def latest_due_day(now: datetime, deadline_hour: int) -> date:
+    """The last day whose deadline (deadline_hour UTC on the following day) has passed."""
+    return (now - timedelta(hours=deadline_hour)).date() - timedelta(days=1)
+
+
+def _days_to_check(cursor: FreshnessCursor, due: date, first_day: date) -> list[date]:
+    start = date.fromisoformat(cursor.checked) + timedelta(days=1) if cursor.checked else due
+    new = [start + timedelta(days=i) for i in range((due - start).days + 1)]
+    return [d for d in new if d >= first_day]
+
+
+def _reported(instance: DagsterInstance, key: AssetCheckKey, day: date) -> bool:
+    """A sensor already recorded this day's freshness (Dagster keeps one runless evaluation
+    per check and partition: a second would be refused)."""
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=10, partition_filter=PartitionKeyFilter(key=day.isoformat())
+    )
+    return any(record.run_id == "" for record in history)
+
+
+def evaluate_freshness(
+    instance: DagsterInstance, raw_cursor: str | None, deadline_hour: int, first_day: date, now=None
+) -> tuple[list[AssetCheckEvaluation], str]:
+    """Failing evaluations for days newly past their deadline and still missing.
+
+    Only failures are reported here: a day that arrives is materialized by a run, and that run's
+    own freshness check records the pass (which resolves the alert). Overdue days are kept in
+    the cursor and re-checked quietly until they arrive.
+    """
+    now = now or datetime.now(UTC)
+    cursor, key = FreshnessCursor.parse(raw_cursor), AssetCheckKey(AssetKey(INDEX), FRESHNESS)
+    new_days = _days_to_check(cursor, latest_due_day(now, deadline_hour), first_day)
+    evaluations, overdue = [], []
+    for day in [date.fromisoformat(d) for d in cursor.overdue] + new_days:
+        outcome = freshness_outcome(instance, day, deadline_hour, now)
+        if outcome.passed:
+            continue
+        overdue.append(day.isoformat())
+        if day in new_days and not _reported(instance, key, day):
+            evaluations.append(
+                AssetCheckEvaluation(
+                    asset_key=key.asset_key,
+                    check_name=key.name,
+                    partition=day.isoformat(),
+                    **freshness_fields(outcome),
+                )
+            )
+    if new_days:
+        cursor.checked = new_days[-1].isoformat()
+    cursor.overdue = overdue
+    return evaluations, cursor.dump()
+
+
+def build_freshness_sensor(interval: int, first_day: date) -> SensorDefinition:
+    @sensor(
+        name="freshness_sensor",
+        minimum_interval_seconds=interval,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Once a day's deadline passes, records whether its vector_index partition "
+        "exists (the `freshness` check), so a day that never arrived is seen.",
+    )
+    def freshness_sensor(
+        context: SensorEvaluationContext, quality: QualityResource
+    ) -> SensorResult:
+        evaluations, cursor = evaluate_freshness(
+            context.instance, context.cursor, quality.freshness_deadline_hour, first_day
+        )
+        skip = None if evaluations else "no day newly overdue"
+        return SensorResult(asset_events=evaluations, cursor=cursor, skip_reason=skip)
+
+    return freshness_sensor
+
+
+def build_sensors(settings: Settings) -> list[SensorDefinition]:
+    interval, first_day = settings.sensor_interval_seconds, settings.start_date
+    sensors = [
+        build_landing_sensor(interval, settings.landing_settle_seconds),
+        build_bronze_sensor(interval, first_day),
+    ]
+    if settings.freshness_deadline_hour >= 0:
+        sensors.append(build_freshness_sensor(max(interval, 60), first_day))
+    if settings.source_table_uri:
+        sensors.append(
+            build_source_table_sensor(
+                interval, settings.source_table_uri, settings.created_at_column
+            )
+        )
+    return sensors

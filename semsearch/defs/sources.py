@@ -1,0 +1,53 @@
+"""The upstream Delta table source (SEMSEARCH_SOURCE_TABLE_URI), landed into bronze."""
+
+from datetime import date
+from pathlib import Path
+
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+
+from semsearch.core.ingest import RecordParser
+from semsearch.defs.metadata import StageTimer
+from semsearch.defs.resources import PipelineResource, StorageResource
+from semsearch.storage.source_table import ingest_source_table
+
+SOURCE_ASSET = AssetKey("source_table_documents")
+
+
+def build_source_asset(uri: str):
+    """The asset landing the source table's changed days into bronze (only when configured)."""
+
+    @asset(
+        key=SOURCE_ASSET,
+        group_name="ingest",
+        kinds={"deltalake", "polars"},
+        description="Rows of the upstream Delta table, landed into the bronze table for exactly "
+        "the days its commits since the last landed version touched (found from the files the "
+        "commits added and removed).",
+        metadata={"source": MetadataValue.path(uri)},
+    )
+    def source_table_documents(
+        context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
+    ) -> MaterializeResult:
+        timer = StageTimer()
+        parser = RecordParser(
+            pipeline.column_mapping(),
+            pipeline.date_policy(),
+            date.fromisoformat(pipeline.partitions_start),
+        )
+        with timer.step("ingest"):
+            report = ingest_source_table(uri, storage.tables(), parser)
+        if report.version == report.previous:
+            context.log.info("source %s unchanged at version %s", report.name, report.version)
+        return MaterializeResult(
+            metadata={
+                "source_version": report.version if report.version is not None else -1,
+                "previous_version": report.previous if report.previous is not None else -1,
+                "days_touched": MetadataValue.json(sorted(d.isoformat() for d in report.days)),
+                "rows_loaded": report.rows_loaded,
+                "rows_rejected": report.rows_rejected,
+                "table": MetadataValue.path(str(Path(storage.tables_dir) / "bronze_documents")),
+                **timer.metadata(),
+            }
+        )
+
+    return source_table_documents

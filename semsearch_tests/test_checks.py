@@ -1,0 +1,277 @@
+"""Per-partition asset checks: built from the rule list, passing on clean days, and catching
+deliberately bad data at every stage, with ERROR rules blocking what is downstream."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from semsearch.core import quality as q
+from semsearch.defs.checks import RULES, has_ann_index
+from semsearch.defs.definitions import INGEST_JOB, build_definitions
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.embedding_store import DEAD_LETTER
+from semsearch.storage.schemas import (
+    CHUNKS,
+    DOCUMENTS,
+    EMBEDDING_DEAD_LETTER,
+    EMBEDDINGS,
+    THEME_ASSIGNMENTS,
+)
+from semsearch.storage.vector_index import VectorIndex
+from semsearch_tests.ops_support import (
+    DAYS,
+    QUIET,
+    copy_home,
+    evaluations,
+    materialized,
+    ops_settings,
+    run_checks_only,
+    run_day,
+    sample_records,
+    temp_instance,
+    write_jsonl,
+)
+
+DAY = DAYS[1]
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """Three clean days landed and materialized with every check; the runs' results."""
+    root = tmp_path_factory.mktemp("clean")
+    settings = ops_settings(root)
+    write_jsonl(settings.landing_path / "tickets.jsonl", sample_records())
+    defs = build_definitions(settings)
+    with temp_instance(root) as instance:
+        defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, run_config=QUIET)
+        results = {day: run_day(defs, instance, day) for day in DAYS}
+    return settings, results
+
+
+@pytest.fixture
+def corrupted(clean, tmp_path):
+    """A private copy of the clean tables, its definitions and a fresh instance."""
+    settings = copy_home(clean[0], tmp_path)
+    with temp_instance(tmp_path) as instance:
+        yield settings, build_definitions(settings), instance
+
+
+def failed(result) -> dict[str, str]:
+    return {name: e.description for name, e in evaluations(result).items() if not e.passed}
+
+
+def test_every_rule_is_a_partitioned_check_and_only_errors_block(clean):
+    defs = build_definitions(clean[0])
+    specs = {
+        f"{s.asset_key.to_user_string()}/{s.name}": s
+        for checks in defs.asset_checks
+        for s in checks.check_specs
+    }
+    for rule in RULES:
+        spec = specs[f"{rule.asset}/{rule.name}"]
+        assert spec.partitions_def is not None
+        assert spec.blocking == (rule.severity is q.Severity.ERROR)
+    assert specs["vector_index/freshness"].blocking is False
+
+
+def test_clean_days_pass_every_blocking_check_for_their_own_partition(clean):
+    _, results = clean
+    for day, result in results.items():
+        assert result.success
+        evaluated = evaluations(result)
+        assert len(evaluated) == len(RULES) + 1  # + freshness
+        assert {e.partition for e in evaluated.values()} == {day.isoformat()}
+        blocking = [e for e in evaluated.values() if e.blocking]
+        assert blocking and all(e.passed for e in blocking), failed(result)
+
+
+def test_rejected_share_over_threshold_blocks_the_day(tmp_path):
+    settings = ops_settings(tmp_path)
+    good = sample_records([DAY], per_day=6)
+    bad = [{"id": f"bad-{i}", "text": "", "created_at": f"{DAY}T10:00:00Z"} for i in range(4)]
+    write_jsonl(settings.landing_path / "half_bad.jsonl", good + bad)
+    defs = build_definitions(settings)
+    with temp_instance(tmp_path) as instance:
+        defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, run_config=QUIET)
+        result = run_day(defs, instance, DAY)
+    assert not result.success
+    assert set(failed(result)) == {"raw_documents/rejected_share"}
+    assert materialized(result) == {"raw_documents"}  # chunks and below never ran
+
+
+def _rewrite(settings, name: str, schema: pa.Schema, change) -> None:
+    tables = DeltaTables(settings.tables_path)
+    frame = tables.read_partition(name, DAY, schema)
+    tables.replace_partition(name, DAY, change(frame).to_arrow(), schema)
+
+
+def test_raw_document_checks_catch_duplicates_blank_text_and_foreign_dates(corrupted):
+    settings, defs, instance = corrupted
+
+    def corrupt(docs: pl.DataFrame) -> pl.DataFrame:
+        other_day = datetime(2026, 11, 9, 8, tzinfo=UTC)
+        blank = docs.head(1).with_columns(
+            pl.lit("doc-blank").alias("doc_id"), pl.lit(" ").alias("text")
+        )
+        foreign = docs.slice(1, 1).with_columns(
+            pl.lit("doc-foreign").alias("doc_id"), pl.lit(other_day).alias("created_at")
+        )
+        return pl.concat([docs, docs.head(1), blank, foreign])
+
+    _rewrite(settings, "raw_documents", DOCUMENTS, corrupt)
+    result = run_checks_only(defs, instance, DAY, "raw_documents", downstream=["chunks"])
+    assert set(failed(result)) == {
+        "raw_documents/doc_ids_unique",
+        "raw_documents/text_present",
+        "raw_documents/dates_in_partition",
+    }
+    assert materialized(result) == set()  # blocked: chunks did not run
+
+
+def test_chunk_checks_catch_unchunked_documents_bad_token_counts_and_duplicate_ids(corrupted):
+    settings, defs, instance = corrupted
+
+    def corrupt(chunks: pl.DataFrame) -> pl.DataFrame:
+        first_doc = chunks["doc_id"].sort()[0]
+        kept = chunks.filter(pl.col("doc_id") != first_doc)
+        oversized = kept.head(1).with_columns(pl.lit(999, pl.Int32).alias("token_count"))
+        return pl.concat([kept, kept.head(1), oversized])
+
+    _rewrite(settings, "chunks", CHUNKS, corrupt)
+    result = run_checks_only(defs, instance, DAY, "chunks", downstream=["embeddings"])
+    assert set(failed(result)) == {
+        "chunks/every_document_chunked",
+        "chunks/token_counts_in_bounds",
+        "chunks/chunk_ids_unique",
+    }
+    assert materialized(result) == set()
+
+
+def test_embedding_checks_catch_bad_vectors_other_models_and_dead_letters(corrupted):
+    settings, defs, instance = corrupted
+    tables = DeltaTables(settings.tables_path)
+    rows = tables.read_partition("embeddings", DAY, EMBEDDINGS).sort("chunk_id")
+    vectors = np.stack(rows["vector"].to_list())
+    vectors[0, 0] = np.nan
+    vectors[1] *= 2.0  # not unit length
+    short = rows.slice(2, 1).with_columns(pl.lit(8, pl.Int32).alias("dimension"))
+    short = short.with_columns(pl.Series("vector", [[0.5] * 8], pl.List(pl.Float32)))
+    other = rows.slice(3, 1).with_columns(pl.lit("other/model").alias("model_id"))
+    body = rows.slice(4).with_columns(
+        pl.Series("vector", vectors[4:].tolist(), pl.List(pl.Float32))
+    )
+    head = rows.head(2).with_columns(pl.Series("vector", vectors[:2].tolist(), pl.List(pl.Float32)))
+    dropped = body.head(1)["chunk_id"][0]
+    corrupt = pl.concat([head, short, other, body.slice(1)])
+    tables.replace_partition("embeddings", DAY, corrupt.to_arrow(), EMBEDDINGS)
+    dead = {
+        "chunk_id": ["never-embedded"], "partition_date": [DAY], "model_id": ["m"],
+        "error_class": ["RateLimitError"], "message": ["429"], "attempts": [6],
+        "first_seen": [datetime.now(UTC)], "last_seen": [datetime.now(UTC)],
+    }  # fmt: skip
+    tables.replace_partition(
+        DEAD_LETTER, DAY, pa.table(dead, schema=EMBEDDING_DEAD_LETTER), EMBEDDING_DEAD_LETTER
+    )
+    result = run_checks_only(
+        defs, instance, DAY, "embeddings", downstream=["vector_index", "themes"]
+    )
+    found = failed(result)
+    assert set(found) == {
+        "embeddings/one_vector_per_chunk",
+        "embeddings/expected_dimension",
+        "embeddings/finite_vectors",
+        "embeddings/normalised_vectors",
+        "embeddings/single_model",
+        "embeddings/no_dead_letters",
+    }
+    assert "1 missing" in found["embeddings/one_vector_per_chunk"], dropped
+    assert materialized(result) == set()
+
+
+def test_index_checks_catch_missing_rows_and_a_probe_that_finds_another_chunk(corrupted):
+    settings, defs, instance = corrupted
+    index = VectorIndex(settings.lance_path)
+    table = index.table()
+    day_rows = table.search().where(f"partition_date = date '{DAY}'").limit(1000).to_arrow()
+    ids = sorted(day_rows["chunk_id"].to_pylist())
+    table.delete(f"chunk_id = '{ids[-1]}'")  # a lost row
+    # The first probe's stored vector replaced by another chunk's: searching its text no
+    # longer finds it first.
+    probe = day_rows.filter(pa.compute.equal(day_rows["chunk_id"], ids[0]))
+    donor = day_rows.filter(pa.compute.equal(day_rows["chunk_id"], ids[5]))
+    vector = pa.array([donor["vector"][0].as_py()], type=probe.schema.field("vector").type)
+    probe = probe.set_column(probe.schema.get_field_index("vector"), "vector", vector)
+    table.merge_insert("chunk_id").when_matched_update_all().execute(probe)
+    result = run_checks_only(defs, instance, DAY, "vector_index")
+    found = failed(result)
+    # This fresh instance never saw the day materialized, so freshness fails too (rightly).
+    assert set(found) == {
+        "vector_index/rows_match_embeddings",
+        "vector_index/known_item_probe",
+        "vector_index/freshness",
+    }
+    assert "2 of 3" in found["vector_index/known_item_probe"]
+
+
+def test_ann_recall_is_measured_once_an_ann_index_exists(clean, tmp_path):
+    settings = copy_home(clean[0], tmp_path).replace(ann_min_rows=10)
+    defs = build_definitions(settings)
+    with temp_instance(tmp_path) as instance:
+        result = run_day(defs, instance, DAY)
+    check = evaluations(result)["vector_index/ann_recall"]
+    assert has_ann_index(VectorIndex(settings.lance_path))
+    assert check.metadata["ann_index"].value is True
+    assert 0.0 <= check.metadata["recall_at_10"].value <= 1.0
+
+
+def test_theme_stability_compares_with_the_previous_run_of_the_same_window(corrupted):
+    settings, defs, instance = corrupted
+    # Pretend the previous run of this window had put every chunk in another theme.
+    _rewrite(
+        settings,
+        "theme_assignments",
+        THEME_ASSIGNMENTS,
+        lambda a: a.with_columns(pl.lit("theme-from-an-older-model").alias("theme_id")),
+    )
+    result = run_checks_only(defs, instance, DAY, "themes", downstream=["themes"])
+    check = evaluations(result)["themes/stability"]
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["share_kept"].value == 0.0
+    assert "themes" in materialized(result)  # a warning stops nothing
+
+
+def test_profiling_adds_statistics_only_when_switched_on(clean, tmp_path):
+    plain = {s.name for c in build_definitions(clean[0]).asset_checks for s in c.check_specs}
+    assert "profile" not in plain
+    settings = copy_home(clean[0], tmp_path).replace(profiling=1)
+    defs = build_definitions(settings)
+    with temp_instance(tmp_path) as instance:
+        result = run_checks_only(defs, instance, DAY, "raw_documents")
+    profile = evaluations(result)["raw_documents/profile"].metadata
+    assert profile["rows"].value > 0
+    assert "text" in profile["lengths"].value
+    assert "category" in profile["metadata"].value
+
+
+def test_assignments_kept_counts_only_chunks_present_in_both_runs():
+    now = pl.DataFrame({"chunk_id": ["a", "b", "c", "d"], "theme_id": ["t1", "t1", "t2", "t2"]})
+    before = pl.DataFrame({"chunk_id": ["a", "b", "c", "x"], "theme_id": ["t1", "t2", "t2", "t9"]})
+    outcome = q.assignments_kept(now, before, minimum=0.8)
+    assert outcome.metadata["compared"] == 3 and outcome.metadata["kept"] == 2
+    assert not outcome.passed
+    assert q.assignments_kept(now, None, 0.8).passed
+
+
+def test_recall_at_k_and_freshness_are_plain_functions():
+    assert q.recall_at_k([["a", "b"], ["c", "x"]], [["a", "b"], ["c", "d"]]) == 0.75
+    deadline = q.freshness_deadline(date(2026, 11, 3), 9)
+    assert deadline == datetime(2026, 11, 4, 9, tzinfo=UTC)
+    early, late = datetime(2026, 11, 4, 8, tzinfo=UTC), datetime(2026, 11, 4, 12, tzinfo=UTC)
+    assert q.fresh(date(2026, 11, 3), deadline, None, early).passed
+    missing = q.fresh(date(2026, 11, 3), deadline, None, late)
+    assert not missing.passed and missing.metadata["overdue_seconds"] == 3 * 3600

@@ -1,0 +1,231 @@
+"""Sensors driven with Dagster's test utilities against an instance in a temp DAGSTER_HOME:
+landing files and an upstream Delta table in, exactly the affected days out, and freshness."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import polars as pl
+import pyarrow as pa
+from dagster import AssetCheckKey, AssetKey, AssetMaterialization, RunRequest
+from deltalake import write_deltalake
+
+from semsearch.defs.definitions import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_definitions
+from semsearch.defs.sensors import evaluate_freshness
+from semsearch.storage.alerts_store import read_alerts
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.schemas import DOCUMENTS
+from semsearch_tests.ops_support import (
+    DAYS,
+    QUIET,
+    evaluations,
+    ops_settings,
+    sample_records,
+    temp_instance,
+    tick,
+    write_jsonl,
+)
+
+
+def execute(defs, instance, request: RunRequest, job_name: str):
+    """Run a sensor's request as the daemon would launch it."""
+    tags = {**request.tags, "dagster/run_key": request.run_key}
+    return defs.resolve_job_def(request.job_name or job_name).execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        tags=tags,
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+
+
+def requests(result) -> list[RunRequest]:
+    return list(result.run_requests or [])
+
+
+def days_of(result) -> list[str]:
+    return sorted(r.partition_key for r in requests(result))
+
+
+def test_landing_sensor_waits_for_a_complete_file_and_requests_it_once(tmp_path):
+    settings = ops_settings(tmp_path)
+    defs = build_definitions(settings)
+    path = write_jsonl(settings.landing_path / "a.jsonl", sample_records([DAYS[0]], 3))
+    with temp_instance(tmp_path) as instance:
+        first = tick(defs, instance, "landing_sensor")
+        assert not requests(first) and "settle" in first.skip_reason.skip_message
+        with path.open("a") as handle:  # still being written
+            handle.write(json.dumps(sample_records([DAYS[1]], 1)[0]) + "\n")
+        second = tick(defs, instance, "landing_sensor", first.cursor)
+        assert not requests(second)
+        third = tick(defs, instance, "landing_sensor", second.cursor)  # unchanged since
+        [request] = requests(third)
+        assert request.run_key.startswith("landing-")
+        assert not requests(tick(defs, instance, "landing_sensor", third.cursor))  # asked once
+        execute(defs, instance, request, INGEST_JOB)
+
+        # The same content written again (a new mtime) starts nothing; new content does.
+        path.write_text(path.read_text())
+        cursor = tick(defs, instance, "landing_sensor", third.cursor).cursor
+        assert not requests(tick(defs, instance, "landing_sensor", cursor))
+        write_jsonl(path, sample_records([DAYS[2]], 2))
+        cursor = tick(defs, instance, "landing_sensor", cursor).cursor
+        [changed] = requests(tick(defs, instance, "landing_sensor", cursor))
+        assert changed.run_key != request.run_key
+
+
+def test_files_already_older_than_the_settle_time_are_requested_on_the_first_tick(tmp_path):
+    settings = ops_settings(tmp_path, landing_settle_seconds=60)
+    defs = build_definitions(settings)
+    path = write_jsonl(settings.landing_path / "old.jsonl", sample_records([DAYS[0]], 2))
+    old = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    os.utime(path, (old, old))
+    with temp_instance(tmp_path) as instance:
+        assert len(requests(tick(defs, instance, "landing_sensor"))) == 1
+
+
+def test_bronze_sensor_requests_exactly_the_days_a_file_touched_and_left(tmp_path):
+    settings = ops_settings(tmp_path)
+    defs = build_definitions(settings)
+    records = sample_records(DAYS[:2], 3)
+    path = write_jsonl(settings.landing_path / "a.jsonl", records)
+    with temp_instance(tmp_path) as instance:
+        ingest = defs.resolve_job_def(INGEST_JOB)
+        ingest.execute_in_process(instance=instance, run_config=QUIET)
+        first = tick(defs, instance, "bronze_sensor")
+        assert days_of(first) == ["2026-11-03", "2026-11-04"]
+        assert len({r.run_key for r in requests(first)}) == 2
+        assert not requests(tick(defs, instance, "bronze_sensor", first.cursor))
+        for request in requests(first):
+            execute(defs, instance, request, PIPELINE_JOB)
+
+        # Every record of 2026-11-04 moves to 2026-11-05: both days change. 2026-11-03's rows
+        # are rewritten too (the file is re-landed whole) but its documents are the same.
+        moved = [
+            r | {"created_at": r["created_at"].replace("2026-11-04", "2026-11-05")} for r in records
+        ]
+        write_jsonl(path, moved)
+        ingest.execute_in_process(instance=instance, run_config=QUIET)
+        second = tick(defs, instance, "bronze_sensor", first.cursor)
+        assert days_of(second) == ["2026-11-04", "2026-11-05"]
+
+
+def _tickets(rows: list[dict]) -> pa.Table:
+    return pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "text": [r["text"] for r in rows],
+            "created_at": [
+                datetime.fromisoformat(r["created_at"].replace("Z", "+00:00")) for r in rows
+            ],
+            "category": [r["category"] for r in rows],
+        }
+    )
+
+
+def test_source_table_sensor_keys_on_the_version_and_lands_only_changed_days(tmp_path):
+    source = str(tmp_path / "upstream" / "tickets")
+    write_deltalake(source, _tickets(sample_records(DAYS[:2], 3)))
+    settings = ops_settings(tmp_path, source_table_uri=source)
+    defs = build_definitions(settings)
+    with temp_instance(tmp_path) as instance:
+        first = tick(defs, instance, "source_table_sensor")
+        [request] = requests(first)
+        assert request.run_key == "delta:tickets@v0"
+        assert request.tags["semsearch/days"] == "2026-11-03,2026-11-04"
+        assert execute(defs, instance, request, SOURCE_JOB).success
+        bronze = tick(defs, instance, "bronze_sensor")
+        assert days_of(bronze) == ["2026-11-03", "2026-11-04"]
+        assert not requests(tick(defs, instance, "source_table_sensor", first.cursor))
+
+        write_deltalake(source, _tickets(sample_records([DAYS[2]], 2)), mode="append")
+        second = tick(defs, instance, "source_table_sensor", first.cursor)
+        [request] = requests(second)
+        assert (request.run_key, request.tags["semsearch/days"]) == (
+            "delta:tickets@v1",
+            "2026-11-05",
+        )
+        execute(defs, instance, request, SOURCE_JOB)
+        assert days_of(tick(defs, instance, "bronze_sensor", bronze.cursor)) == ["2026-11-05"]
+        stored = DeltaTables(settings.tables_path).scan("bronze_documents", DOCUMENTS).collect()
+        assert stored.group_by("partition_date").len().sort("partition_date")["len"].to_list() == [
+            3,
+            3,
+            2,
+        ]
+        assert set(stored["source_file"]) == {"delta:tickets"}
+
+
+def test_freshness_reports_a_missing_day_once_and_its_run_resolves_it(tmp_path):
+    settings = ops_settings(tmp_path)
+    defs = build_definitions(settings)
+    freshness = AssetCheckKey(AssetKey("vector_index"), "freshness")
+    job = defs.resolve_job_def(PIPELINE_JOB)
+    with temp_instance(tmp_path) as instance:
+        instance.report_runless_asset_event(
+            AssetMaterialization("vector_index", partition="2026-11-03")
+        )
+        noon = datetime(2026, 11, 5, 12, tzinfo=UTC)  # 2026-11-04 was due at 09:00
+        found, cursor = evaluate_freshness(instance, None, 9, settings.start_date, noon)
+        assert [(e.partition, e.passed) for e in found] == [("2026-11-04", False)]
+        assert "missing" in found[0].description
+        for evaluation in found:  # what the daemon does with a sensor's asset events
+            instance.report_runless_asset_event(evaluation)
+        again, cursor = evaluate_freshness(instance, cursor, 9, settings.start_date, noon)
+        assert again == []  # said once
+        alerts = tick(defs, instance, "alert_sensor").cursor
+
+        # The day arrives: its run evaluates the freshness check again, and it passes.
+        instance.report_runless_asset_event(
+            AssetMaterialization("vector_index", partition="2026-11-04")
+        )
+        job.get_subset(asset_check_selection={freshness}).execute_in_process(
+            partition_key="2026-11-04", instance=instance, run_config=QUIET
+        )
+        tick(defs, instance, "alert_sensor", alerts)
+        later = datetime(2026, 11, 6, 10, tzinfo=UTC)
+        found, _ = evaluate_freshness(instance, cursor, 9, settings.start_date, later)
+        assert [(e.partition, e.passed) for e in found] == [("2026-11-05", False)]
+    sent = read_alerts(DeltaTables(settings.tables_path))
+    assert sent.select("key", "status").rows() == [
+        ("check:vector_index/freshness:2026-11-04", "firing"),
+        ("check:vector_index/freshness:2026-11-04", "resolved"),
+    ]
+
+
+def test_dropped_files_flow_through_sensors_to_checked_tables_and_alerts(tmp_path):
+    """End to end: landing folder → landing sensor → ingest → bronze sensor → daily runs."""
+    settings = ops_settings(tmp_path)
+    defs = build_definitions(settings)
+    write_jsonl(settings.landing_path / "good.jsonl", sample_records(DAYS[:2]))
+    good = sample_records([DAYS[2]], per_day=8)
+    empty = [
+        {"id": f"empty-{i}", "text": " ", "created_at": "2026-11-05T08:00:00Z"} for i in range(4)
+    ]
+    write_jsonl(settings.landing_path / "partly_bad.jsonl", good + empty)
+    with temp_instance(tmp_path) as instance:
+        cursor = tick(defs, instance, "landing_sensor").cursor
+        [ingest] = requests(tick(defs, instance, "landing_sensor", cursor))
+        assert execute(defs, instance, ingest, INGEST_JOB).success
+        daily = requests(tick(defs, instance, "bronze_sensor"))
+        assert sorted(r.partition_key for r in daily) == [d.isoformat() for d in DAYS]
+        results = {r.partition_key: execute(defs, instance, r, PIPELINE_JOB) for r in daily}
+        alerts = tick(defs, instance, "alert_sensor")
+
+    tables = DeltaTables(settings.tables_path)
+    indexed = tables.scan("embeddings", pl.from_arrow(pa.schema([])).schema).collect()
+    for day in DAYS[:2]:
+        result = results[day.isoformat()]
+        assert result.success
+        assert all(e.passed for e in evaluations(result).values() if e.blocking)
+        assert indexed.filter(pl.col("partition_date") == day).height > 0
+    bad_day = results["2026-11-05"]
+    assert not bad_day.success
+    assert not evaluations(bad_day)["raw_documents/rejected_share"].passed
+    assert indexed.filter(pl.col("partition_date") == DAYS[2]).height == 0  # stopped in time
+    sent = read_alerts(tables)
+    assert "check:raw_documents/rejected_share:2026-11-05" in sent["key"].to_list()
+    assert "run:daily_pipeline:2026-11-05" in sent["key"].to_list()
+    assert alerts.cursor
