@@ -37,10 +37,10 @@ def local_backend() -> LocalBackend:
 
 @pytest.fixture(scope="session")
 def hf_issues() -> list[dict]:
-    """The dated GitHub issues, as landing records (id, title, text, created_at, labels)."""
+    """The dated GitHub issues, as landing records (id, title, text, date, labels)."""
     path = DATASETS / "hf_datasets_issues" / "docs.jsonl"
     if not path.exists():
-        pytest.skip(f"dataset not found: {path} (set SEMSEARCH_DATASETS)")
+        pytest.fail(f"dataset not found: {path} (set SEMSEARCH_DATASETS to the datasets folder)")
     return read_jsonl(path)
 
 
@@ -48,7 +48,7 @@ def hf_issues() -> list[dict]:
 def banking77() -> list[dict]:
     path = DATASETS / "banking77" / "docs.jsonl"
     if not path.exists():
-        pytest.skip(f"dataset not found: {path} (set SEMSEARCH_DATASETS)")
+        pytest.fail(f"dataset not found: {path} (set SEMSEARCH_DATASETS to the datasets folder)")
     return read_jsonl(path)
 
 

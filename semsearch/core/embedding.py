@@ -129,7 +129,9 @@ def _load_sentence_transformer(model_path: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a bar per load floods logs and CLI output
     log.info("loading local embedding model from %s", model_path)
     return SentenceTransformer(model_path, device="cpu", local_files_only=True)
 

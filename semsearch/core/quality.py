@@ -36,15 +36,15 @@ class Outcome:
 class Thresholds:
     """Limits the rules compare against; one place, built from `Settings`."""
 
-    min_documents: int = 1
-    max_rejected_share: float = 0.1
-    max_chunk_tokens: int = 200
-    min_ann_recall: float = 0.9
-    max_noise_share: float = 0.7
-    min_themes: int = 1
-    max_themes: int = 200
-    min_theme_stability: float = 0.8
-    norm_tolerance: float = 1e-3
+    min_documents: int
+    max_rejected_share: float
+    max_chunk_tokens: int
+    min_ann_recall: float
+    max_noise_share: float
+    min_themes: int
+    max_themes: int
+    min_theme_stability: float
+    norm_tolerance: float = 1e-3  # float32 vectors of a normalising model
 
     def __post_init__(self) -> None:
         for name in ("max_rejected_share", "min_ann_recall", "max_noise_share"):

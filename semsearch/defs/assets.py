@@ -32,7 +32,6 @@ from semsearch.core.chunking import chunk_documents, effective_spec
 from semsearch.core.embedding import embed_with_cache
 from semsearch.core.filters import metadata_tags
 from semsearch.core.ids import embedding_cache_key
-from semsearch.core.ingest import RecordParser
 from semsearch.core.openai_backend import EmbeddingConfigError
 from semsearch.core.themes import find_themes
 from semsearch.defs.metadata import StageTimer, markdown_table, preview
@@ -93,11 +92,7 @@ def bronze_documents(
     context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
 ) -> MaterializeResult:
     timer = StageTimer()
-    parser = RecordParser(
-        pipeline.column_mapping(),
-        pipeline.date_policy(),
-        date.fromisoformat(pipeline.partitions_start),
-    )
+    parser = pipeline.record_parser()
     with timer.step("ingest"):
         report = bronze.ingest_landing(Path(storage.landing_dir), storage.tables(), parser)
     unparseable = [f.path for f in report.files if f.status == "unparseable"]

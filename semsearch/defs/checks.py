@@ -62,17 +62,18 @@ ANN_QUERIES, ANN_K = 10, 10
 class QualityResource(ConfigurableResource):
     """Check thresholds and the profiling switch (see the Operations block of `Settings`)."""
 
-    min_documents: int = 1
-    max_rejected_share: float = 0.1
-    probe_items: int = 3
-    min_ann_recall: float = 0.9
-    max_noise_share: float = 0.7
-    min_themes: int = 1
-    max_themes: int = 200
-    min_theme_stability: float = 0.8
-    max_chunk_tokens: int = 200
-    profiling: bool = False
-    freshness_deadline_hour: int = 9
+    # No defaults here: `from_settings` fills every field, so `Settings` stays the one place.
+    min_documents: int
+    max_rejected_share: float
+    probe_items: int
+    min_ann_recall: float
+    max_noise_share: float
+    min_themes: int
+    max_themes: int
+    min_theme_stability: float
+    max_chunk_tokens: int
+    profiling: bool
+    freshness_deadline_hour: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "QualityResource":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import PrivateAttr
@@ -16,7 +17,7 @@ from pydantic import PrivateAttr
 from semsearch.config import Settings
 from semsearch.core.chunking import ChunkSpec
 from semsearch.core.embedding import EmbeddingBackend, LocalBackend
-from semsearch.core.ingest import ColumnMapping, DatePolicy
+from semsearch.core.ingest import ColumnMapping, DatePolicy, RecordParser
 from semsearch.core.themes import ThemeParams
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.vector_index import AnnParams, VectorIndex
@@ -74,6 +75,11 @@ class PipelineResource(ConfigurableResource):
 
     def date_policy(self) -> DatePolicy:
         return DatePolicy.parse(self.missing_date_policy)
+
+    def record_parser(self) -> RecordParser:
+        return RecordParser(
+            self.column_mapping(), self.date_policy(), date.fromisoformat(self.partitions_start)
+        )
 
     def chunk_spec(self) -> ChunkSpec:
         return ChunkSpec(size=self.chunk_size_tokens, overlap=self.chunk_overlap_tokens)

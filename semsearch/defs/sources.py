@@ -1,11 +1,9 @@
 """The upstream Delta table source (SEMSEARCH_SOURCE_TABLE_URI), landed into bronze."""
 
-from datetime import date
 from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from semsearch.core.ingest import RecordParser
 from semsearch.defs.metadata import StageTimer
 from semsearch.defs.resources import PipelineResource, StorageResource
 from semsearch.storage.source_table import ingest_source_table
@@ -29,11 +27,7 @@ def build_source_asset(uri: str):
         context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
     ) -> MaterializeResult:
         timer = StageTimer()
-        parser = RecordParser(
-            pipeline.column_mapping(),
-            pipeline.date_policy(),
-            date.fromisoformat(pipeline.partitions_start),
-        )
+        parser = pipeline.record_parser()
         with timer.step("ingest"):
             report = ingest_source_table(uri, storage.tables(), parser)
         if report.version == report.previous:
