@@ -162,7 +162,8 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
 
     os.environ["DAGSTER_HOME"] = str(dagster_home(settings))
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
-    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", *args.dagster_args])
+    extra = args.dagster_args[1:] if args.dagster_args[:1] == ["--"] else args.dagster_args
+    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", *extra])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the days here, in order, instead of submitting a backfill to the daemon",
     )
     ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the same data")
-    ui.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    ui.add_argument(
+        "dagster_args", nargs=argparse.REMAINDER, help="passed to dagster dev, e.g. -- -p 3001"
+    )
     return parser
 
 
