@@ -10,13 +10,14 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 from dagster import DagsterInstance, Definitions
 
 from semsearch.config import Settings
+from semsearch.defs.backfills import days_between
 from semsearch.defs.definitions import INGEST_JOB, PIPELINE_JOB, build_definitions
 from semsearch.storage.bronze import BRONZE
 from semsearch.storage.delta import DeltaTables
@@ -74,10 +75,6 @@ def _records(result) -> list[StageRecord]:
         )
         for event in result.get_asset_materialization_events()
     ]
-
-
-def days_between(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def days_with_data(settings: Settings) -> list[date]:
