@@ -35,21 +35,22 @@ def local_backend() -> LocalBackend:
     return LocalBackend()
 
 
-@pytest.fixture(scope="session")
-def hf_issues() -> list[dict]:
-    """The dated GitHub issues, as landing records (id, title, text, date, labels)."""
-    path = DATASETS / "hf_datasets_issues" / "docs.jsonl"
+def read_dataset(name: str) -> list[dict]:
+    path = DATASETS / name / "docs.jsonl"
     if not path.exists():
         pytest.fail(f"dataset not found: {path} (set SEMSEARCH_DATASETS to the datasets folder)")
     return read_jsonl(path)
+
+
+@pytest.fixture(scope="session")
+def hf_issues() -> list[dict]:
+    """The dated GitHub issues, as landing records (id, title, text, date, labels)."""
+    return read_dataset("hf_datasets_issues")
 
 
 @pytest.fixture(scope="session")
 def banking77() -> list[dict]:
-    path = DATASETS / "banking77" / "docs.jsonl"
-    if not path.exists():
-        pytest.fail(f"dataset not found: {path} (set SEMSEARCH_DATASETS to the datasets folder)")
-    return read_jsonl(path)
+    return read_dataset("banking77")
 
 
 @pytest.fixture
