@@ -3,7 +3,7 @@ deliberately bad data at every stage, with ERROR rules blocking what is downstre
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -275,3 +275,27 @@ def test_recall_at_k_and_freshness_are_plain_functions():
     assert q.fresh(date(2026, 11, 3), deadline, None, early).passed
     missing = q.fresh(date(2026, 11, 3), deadline, None, late)
     assert not missing.passed and missing.metadata["overdue_seconds"] == 3 * 3600
+
+
+def test_a_day_without_documents_materializes_every_asset_empty_and_warns(corrupted):
+    settings, defs, instance = corrupted
+    quiet_day = DAYS[-1] + timedelta(days=1)
+    result = run_day(defs, instance, quiet_day)
+    assert result.success
+    assert materialized(result) == {
+        "raw_documents",
+        "chunks",
+        "embeddings",
+        "vector_index",
+        "themes",
+    }
+    assert set(failed(result)) == {"raw_documents/partition_not_empty"}
+    tables = DeltaTables(settings.tables_path)
+    for name, schema in [
+        ("raw_documents", DOCUMENTS),
+        ("chunks", CHUNKS),
+        ("embeddings", EMBEDDINGS),
+    ]:
+        assert tables.read_partition(name, quiet_day, schema).height == 0, name
+    # The trailing theme window still holds the days before it.
+    assert tables.read_partition("theme_assignments", quiet_day, THEME_ASSIGNMENTS).height > 0

@@ -17,13 +17,11 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
-    Backoff,
     BetaWarning,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RetryPolicy,
     TimeWindowPartitionMapping,
     asset,
 )
@@ -54,9 +52,6 @@ RAW, CHUNK, EMBED = "raw_documents", "chunks", "embeddings"
 # One day per run: each day's checks are recorded for that day and block only that day, and the
 # asset bodies work a day at a time. Throughput comes from concurrent runs, bounded by pools.
 DAILY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=1)
-# Every step replaces its own partition, so a retry is safe; it absorbs the commit conflict two
-# runs get when both create the same Delta table at once (delta-rs refuses the second create).
-COMMIT_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL)
 PREVIOUS_DAY = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 # Instance pools (limits in dagster.yaml / `dagster instance concurrency set`): embedding calls
 # share a bounded pool; the LanceDB index has a single writer; UMAP runs one window at a time.
@@ -66,11 +61,15 @@ THEMES_POOL = "semsearch_themes"
 
 
 def daily_asset(**kwargs: object) -> Callable[..., AssetsDefinition]:
-    """`@asset` for a daily asset: one day per backfill run, retried on a commit conflict."""
+    """`@asset` for a daily asset: one day per backfill run.
+
+    No step retry policy: commit races are retried where they happen (`DeltaTables`), and
+    retrying a whole step would only repeat a deterministic error three times.
+    """
     with warnings.catch_warnings():
         # Backfill policies are beta in dagster 1.13; used deliberately, so not warned about.
         warnings.filterwarnings("ignore", "Parameter `backfill_policy`", BetaWarning)
-        return asset(backfill_policy=DAILY_BACKFILL, retry_policy=COMMIT_RETRY, **kwargs)
+        return asset(backfill_policy=DAILY_BACKFILL, **kwargs)
 
 
 def partition_day(context: AssetExecutionContext) -> date:
@@ -232,7 +231,9 @@ def build_pipeline_assets(
                 raise Failure(description=str(error), allow_retries=False) from error
         embedded = [v for v in outcome.vectors if v is not None]
         vectors = np.stack(embedded) if embedded else np.zeros((0, backend.dimension), np.float32)
-        rows = chunk_rows.filter(pl.Series([v is not None for v in outcome.vectors]))
+        # Typed: on a day without chunks an untyped empty mask is Null, which `filter` refuses.
+        embedded_mask = pl.Series([v is not None for v in outcome.vectors], dtype=pl.Boolean)
+        rows = chunk_rows.filter(embedded_mask)
         table = embeddings_table(rows, vectors, day, backend.model_id, backend.dimension)
         with timer.step("write"):
             # Dead letters first: should the second commit fail, a chunk may lack its vector but

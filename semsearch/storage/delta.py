@@ -3,6 +3,12 @@
 Every write that replaces data does so in one Delta commit with a predicate naming exactly the
 rows it owns, so a re-run replaces a partition (never the whole table) and a crash leaves either
 the old partition or the new one.
+
+Writers may run in several processes at once (one Dagster run per partition). A table is therefore
+created empty on its own, race-safely, before any data is written: a write never depends on
+whether the table happened to exist a moment ago, so no writer can overwrite a table another has
+just created. A commit that loses a race with another writer is retried: every write here is
+either a predicate overwrite or an append that did not commit, so repeating it is safe.
 """
 
 from __future__ import annotations
@@ -14,7 +20,14 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from semsearch.storage.schemas import PARTITION_COLUMN
 
@@ -28,6 +41,17 @@ def sql_string(value: str) -> str:
 
 def partition_predicate(day: date) -> str:
     return f"{PARTITION_COLUMN} = '{day.isoformat()}'"
+
+
+# Concurrent commits to one table conflict only when they touch the same files; the loser is
+# told so and its write can simply be made again on top of the winner's.
+_retry_lost_commit_race = retry(
+    retry=retry_if_exception_type(CommitFailedError),
+    wait=wait_random_exponential(multiplier=0.05, max=2),
+    stop=stop_after_attempt(8),
+    before_sleep=before_sleep_log(log, logging.WARNING),
+    reraise=True,
+)
 
 
 class DeltaTables:
@@ -55,32 +79,49 @@ class DeltaTables:
         table = self.table(name)
         return None if table is None else table.version()
 
+    def ensure(self, name: str, schema: pa.Schema, partitioned: bool) -> None:
+        """Create the table, empty, unless it exists; safe when several processes race to."""
+        if self.exists(name):
+            return
+        try:
+            DeltaTable.create(
+                self.uri(name),
+                schema,
+                mode="ignore",
+                partition_by=[PARTITION_COLUMN] if partitioned else None,
+                storage_options=self.storage_options,
+            )
+        except CommitFailedError:
+            # Another process committed version 0 between our check and our commit.
+            if not self.exists(name):
+                raise
+
+    @_retry_lost_commit_race
     def replace(
         self, name: str, data: pa.Table, predicate: str, schema: pa.Schema, partitioned: bool
     ) -> None:
         """Replace the rows matching `predicate` with `data`, atomically."""
-        data = data.select(schema.names).cast(schema)
+        self.ensure(name, schema, partitioned)
         write_deltalake(
             self.uri(name),
-            data,
+            data.select(schema.names).cast(schema),
             mode="overwrite",
-            predicate=predicate if self.exists(name) else None,
-            partition_by=[PARTITION_COLUMN] if partitioned else None,
+            predicate=predicate,
             storage_options=self.storage_options,
-            schema_mode=None,
         )
 
     def replace_partition(self, name: str, day: date, data: pa.Table, schema: pa.Schema) -> None:
         self.replace(name, data, partition_predicate(day), schema, partitioned=True)
 
+    @_retry_lost_commit_race
     def append(self, name: str, data: pa.Table, schema: pa.Schema, partitioned: bool) -> None:
-        if data.num_rows == 0 and self.exists(name):
+        self.ensure(name, schema, partitioned)
+        if data.num_rows == 0:
             return
         write_deltalake(
             self.uri(name),
             data.select(schema.names).cast(schema),
             mode="append",
-            partition_by=[PARTITION_COLUMN] if partitioned else None,
             storage_options=self.storage_options,
         )
 
