@@ -11,8 +11,7 @@ import polars as pl
 from semsearch.config import Settings
 from semsearch.core.filters import SearchFilter
 from semsearch.defs.resources import EmbeddingResource, StorageResource
-from semsearch.storage.schemas import THEME_ASSIGNMENTS, THEMES
-from semsearch.storage.themes_store import ASSIGNMENTS_TABLE, THEMES_TABLE
+from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
 from semsearch.storage.vector_index import AnnParams
 
 

@@ -19,9 +19,8 @@ from dagster import DagsterInstance, Definitions
 from semsearch.config import Settings
 from semsearch.defs.backfills import days_between
 from semsearch.defs.definitions import INGEST_JOB, PIPELINE_JOB, build_definitions
-from semsearch.storage.bronze import BRONZE
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.schemas import DOCUMENTS
+from semsearch.storage.schemas import BRONZE_TABLE, DOCUMENTS
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def days_with_data(settings: Settings) -> list[date]:
     """Every day from the first to the last that the bronze table holds documents for."""
     tables = DeltaTables(settings.tables_path)
     span = (
-        tables.scan(BRONZE, DOCUMENTS)
+        tables.scan(BRONZE_TABLE, DOCUMENTS)
         .select(
             pl.col("partition_date").min().alias("first"),
             pl.col("partition_date").max().alias("last"),

@@ -14,9 +14,9 @@ from semsearch.core import quality as q
 from semsearch.defs.checks import RULES, has_ann_index
 from semsearch.defs.definitions import INGEST_JOB, build_definitions
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.embedding_store import DEAD_LETTER
 from semsearch.storage.schemas import (
     CHUNKS,
+    DEAD_LETTER_TABLE,
     DOCUMENTS,
     EMBEDDING_DEAD_LETTER,
     EMBEDDINGS,
@@ -175,7 +175,7 @@ def test_embedding_checks_catch_bad_vectors_other_models_and_dead_letters(corrup
         "first_seen": [datetime.now(UTC)], "last_seen": [datetime.now(UTC)],
     }  # fmt: skip
     tables.replace_partition(
-        DEAD_LETTER, DAY, pa.table(dead, schema=EMBEDDING_DEAD_LETTER), EMBEDDING_DEAD_LETTER
+        DEAD_LETTER_TABLE, DAY, pa.table(dead, schema=EMBEDDING_DEAD_LETTER), EMBEDDING_DEAD_LETTER
     )
     result = run_checks_only(
         defs, instance, DAY, "embeddings", downstream=["vector_index", "themes"]

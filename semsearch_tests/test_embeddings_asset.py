@@ -25,13 +25,17 @@ from semsearch.defs.definitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.embedding_store import (
-    CACHE,
-    DEAD_LETTER,
     DeltaVectorCache,
     dead_letter_count,
     read_dead_letters,
 )
-from semsearch.storage.schemas import CHUNKS, EMBEDDING_CACHE, EMBEDDINGS
+from semsearch.storage.schemas import (
+    CACHE_TABLE,
+    CHUNKS,
+    DEAD_LETTER_TABLE,
+    EMBEDDING_CACHE,
+    EMBEDDINGS,
+)
 from semsearch_tests.conftest import write_jsonl
 from semsearch_tests.fake_openai_server import FakeOpenAIServer, Fault
 
@@ -185,7 +189,7 @@ def test_cached_text_is_never_requested_again_across_reruns_and_partitions(
         t for t in day2_texts if t not in day1_texts
     )
     assert max(ok_inputs(server.requests).values()) == 1  # over all runs, each text once
-    cache = tables(api_settings).scan(CACHE, EMBEDDING_CACHE).collect()
+    cache = tables(api_settings).scan(CACHE_TABLE, EMBEDDING_CACHE).collect()
     assert cache.height == cache["cache_key"].n_unique() == len(day1_texts | set(day2_texts))
 
 
@@ -251,7 +255,7 @@ def test_config_error_fails_the_run_clearly_and_writes_nothing(
     assert KEY not in str(failure)
     assert tables(api_settings).version("embeddings") == version  # no commit at all
     assert day_embeddings(api_settings, DAY1).equals(before)
-    assert not tables(api_settings).exists(DEAD_LETTER)
+    assert not tables(api_settings).exists(DEAD_LETTER_TABLE)
 
 
 def test_local_backend_goes_through_the_same_cache(settings, instance, banking77, local_backend):

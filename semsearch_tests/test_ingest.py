@@ -14,7 +14,14 @@ import pytest
 from semsearch.core.ingest import ColumnMapping, DatePolicy, RecordParser
 from semsearch.storage import bronze
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.schemas import DOCUMENTS, LANDED_FILES, REJECTED_RECORDS
+from semsearch.storage.schemas import (
+    BRONZE_TABLE,
+    DOCUMENTS,
+    LANDED_FILES,
+    LANDED_TABLE,
+    REJECTED_RECORDS,
+    REJECTED_TABLE,
+)
 
 FIRST_DAY = date(2024, 1, 1)
 
@@ -44,7 +51,7 @@ def good(i: int, day: int = 2, **extra) -> dict:
 
 
 def rejected(tables: DeltaTables) -> dict[tuple[str, int | None], str]:
-    frame = tables.scan(bronze.REJECTED, REJECTED_RECORDS).collect()
+    frame = tables.scan(REJECTED_TABLE, REJECTED_RECORDS).collect()
     return {
         (f, r): reason
         for f, r, reason in frame.select("source_file", "source_row", "reason").rows()
@@ -52,7 +59,7 @@ def rejected(tables: DeltaTables) -> dict[tuple[str, int | None], str]:
 
 
 def loaded_ids(tables: DeltaTables) -> set[str]:
-    return set(tables.scan(bronze.BRONZE, DOCUMENTS).collect()["doc_id"])
+    return set(tables.scan(BRONZE_TABLE, DOCUMENTS).collect()["doc_id"])
 
 
 def test_mixed_jsonl_loads_every_good_row_and_rejects_every_bad_one(tables, landing):
@@ -91,11 +98,11 @@ def test_mixed_jsonl_loads_every_good_row_and_rejects_every_bad_one(tables, land
     assert hashed.startswith("h")  # a content hash for the record that came without an id
     # +02:00 on Jan 3 at midnight is Jan 2 in UTC, the zone partitions are cut in.
     days = dict(
-        tables.scan(bronze.BRONZE, DOCUMENTS).select("doc_id", "partition_date").collect().rows()
+        tables.scan(BRONZE_TABLE, DOCUMENTS).select("doc_id", "partition_date").collect().rows()
     )
     assert days[hashed] == date(2024, 1, 2)
     metadata = (
-        tables.scan(bronze.BRONZE, DOCUMENTS)
+        tables.scan(BRONZE_TABLE, DOCUMENTS)
         .filter(pl.col("doc_id") == "d1")
         .collect()["metadata"][0]
     )
@@ -132,7 +139,7 @@ def test_unparseable_file_is_reported_and_others_still_load(tables, landing):
     assert statuses == {"broken.parquet": "unparseable", "fine.jsonl": "loaded"}
     assert loaded_ids(tables) == {"d1"}
     assert "unparseable file" in rejected(tables)[("broken.parquet", None)]
-    landed = tables.scan(bronze.LANDED, LANDED_FILES).collect()
+    landed = tables.scan(LANDED_TABLE, LANDED_FILES).collect()
     assert set(landed["status"]) == {"unparseable", "loaded"}
 
 
@@ -147,13 +154,13 @@ def test_unchanged_file_is_not_read_again_and_changed_file_replaces_its_rows(tab
     assert loaded_ids(tables) == {"d2", "d3"}
     # d1 and d2 were on Jan 2, d3 is now on Jan 4: both days need a re-run.
     assert changed.days == {date(2024, 1, 2), date(2024, 1, 4)}
-    assert tables.scan(bronze.BRONZE, DOCUMENTS).collect().height == 2
+    assert tables.scan(BRONZE_TABLE, DOCUMENTS).collect().height == 2
 
 
 def test_missing_dates_take_the_configured_default(tables, landing):
     (landing / "undated.jsonl").write_text(json.dumps({"id": "u1", "text": "no date"}) + "\n")
     bronze.ingest_landing(landing, tables, parser("2024-02-01"))
-    days = tables.scan(bronze.BRONZE, DOCUMENTS).collect()["partition_date"].to_list()
+    days = tables.scan(BRONZE_TABLE, DOCUMENTS).collect()["partition_date"].to_list()
     assert days == [date(2024, 2, 1)]
 
 

@@ -31,23 +31,31 @@ from semsearch.core.embedding import embed_with_cache
 from semsearch.core.filters import metadata_tags
 from semsearch.core.ids import embedding_cache_key
 from semsearch.core.openai_backend import EmbeddingConfigError
-from semsearch.core.themes import find_themes
+from semsearch.core.themes import OUTLIERS, find_themes
 from semsearch.defs.metadata import StageTimer, markdown_table, preview
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.storage import bronze, themes_store
 from semsearch.storage.embedding_store import (
-    DEAD_LETTER,
     DeltaVectorCache,
     embeddings_table,
     read_dead_letters,
     record_dead_letters,
     vectors_from_column,
 )
-from semsearch.storage.schemas import CHUNKS, DOCUMENTS, EMBEDDINGS
+from semsearch.storage.schemas import (
+    BRONZE_TABLE,
+    CHUNKS,
+    CHUNKS_TABLE,
+    DEAD_LETTER_TABLE,
+    DOCUMENTS,
+    EMBEDDINGS,
+    EMBEDDINGS_TABLE,
+    RAW_TABLE,
+    THEMES_TABLE,
+)
 from semsearch.storage.vector_index import WriteStats, index_schema
 
 INGEST, PIPELINE = "ingest", "semsearch"
-RAW, CHUNK, EMBED = "raw_documents", "chunks", "embeddings"
 
 # One day per run: each day's checks are recorded for that day and block only that day, and the
 # asset bodies work a day at a time. Throughput comes from concurrent runs, bounded by pools.
@@ -109,7 +117,7 @@ def bronze_documents(
                 [(f.path, f.status, f.rows_loaded, f.rows_rejected) for f in report.files],
                 ["file", "status", "rows", "rejected"],
             ),
-            **table_metadata(storage, bronze.BRONZE),
+            **table_metadata(storage, BRONZE_TABLE),
             **timer.metadata(),
         }
     )
@@ -135,7 +143,7 @@ def build_pipeline_assets(
         with timer.step("read"):
             documents = bronze.read_day(tables, day)
         with timer.step("write"):
-            tables.replace_partition(RAW, day, documents.to_arrow(), DOCUMENTS)
+            tables.replace_partition(RAW_TABLE, day, documents.to_arrow(), DOCUMENTS)
         files = documents["source_file"].unique().to_list()
         rejected = bronze.rejected_count(tables, files)
         return MaterializeResult(
@@ -144,7 +152,7 @@ def build_pipeline_assets(
                 "rejected_in_source_files": rejected,
                 "source_files": MetadataValue.json(sorted(files)),
                 "preview": preview(documents, ["doc_id", "created_at", "title", "text"]),
-                **table_metadata(storage, RAW),
+                **table_metadata(storage, RAW_TABLE),
                 **timer.metadata(),
             }
         )
@@ -166,13 +174,13 @@ def build_pipeline_assets(
         day, tables, timer = partition_day(context), storage.tables(), StageTimer()
         backend = embedder.get_backend()
         spec = effective_spec(pipeline.chunk_spec(), backend.max_input_tokens)
-        documents = tables.read_partition(RAW, day, DOCUMENTS)
+        documents = tables.read_partition(RAW_TABLE, day, DOCUMENTS)
         with timer.step("chunk"):
             rows = chunk_documents(documents.iter_rows(named=True), spec, backend)
         frame = pl.DataFrame(rows, schema=pl.Schema(pl.from_arrow(CHUNKS.empty_table()).schema))
         frame = frame.with_columns(pl.lit(day).alias("partition_date"))
         with timer.step("write"):
-            tables.replace_partition(CHUNK, day, frame.to_arrow(), CHUNKS)
+            tables.replace_partition(CHUNKS_TABLE, day, frame.to_arrow(), CHUNKS)
         tokens = frame["token_count"]
         return MaterializeResult(
             metadata={
@@ -185,7 +193,7 @@ def build_pipeline_assets(
                 "preview": preview(
                     frame, ["chunk_id", "doc_id", "position", "token_count", "text"]
                 ),
-                **table_metadata(storage, CHUNK),
+                **table_metadata(storage, CHUNKS_TABLE),
                 **timer.metadata(),
             }
         )
@@ -217,7 +225,7 @@ def build_pipeline_assets(
         retry_first = set(read_dead_letters(tables, day)["chunk_id"].to_list())
         # The previous run's failures are sent first, so a run cut short by a rate limit or a
         # quota spends what it had on the oldest gaps.
-        chunk_rows = tables.read_partition(CHUNK, day, CHUNKS).sort(
+        chunk_rows = tables.read_partition(CHUNKS_TABLE, day, CHUNKS).sort(
             pl.col("chunk_id").is_in(list(retry_first)).not_(), "chunk_id"
         )
         chunk_ids, texts = chunk_rows["chunk_id"].to_list(), chunk_rows["text"].to_list()
@@ -239,7 +247,7 @@ def build_pipeline_assets(
             # Dead letters first: should the second commit fail, a chunk may lack its vector but
             # never the row saying why.
             record_dead_letters(tables, day, backend.model_id, chunk_ids, outcome.failures)
-            tables.replace_partition(EMBED, day, table, EMBEDDINGS)
+            tables.replace_partition(EMBEDDINGS_TABLE, day, table, EMBEDDINGS)
         summary = outcome.summary()
         retried = retry_first.intersection(chunk_ids)
         failed = {chunk_ids[f.index] for f in outcome.failures}
@@ -257,8 +265,8 @@ def build_pipeline_assets(
                 "dead_letters_retried": len(retried),
                 "dead_letters_recovered": len(retried - failed),
                 "chunks_per_second": round(len(texts) / max(timer.seconds["embed"], 1e-9), 1),
-                **table_metadata(storage, EMBED),
-                **table_metadata(storage, DEAD_LETTER),
+                **table_metadata(storage, EMBEDDINGS_TABLE),
+                **table_metadata(storage, DEAD_LETTER_TABLE),
                 **timer.metadata(),
             }
         )
@@ -312,7 +320,7 @@ def build_pipeline_assets(
             AssetDep(chunks, partition_mapping=window),
             # Theme ids carry over from the previous day's window, so a day's themes depend on
             # the day before's: a backfill then runs them in day order, one at a time.
-            AssetDep("themes", partition_mapping=PREVIOUS_DAY),
+            AssetDep(THEMES_TABLE, partition_mapping=PREVIOUS_DAY),
         ],
         pool=THEMES_POOL,
         group_name=PIPELINE,
@@ -355,7 +363,7 @@ def build_pipeline_assets(
             metadata={
                 "window": f"{first} .. {day}",
                 "chunks_clustered": len(result.chunk_ids),
-                "themes": sum(t.theme_id != "outliers" for t in result.themes),
+                "themes": sum(t.theme_id != OUTLIERS for t in result.themes),
                 "noise_share": round(result.noise_share, 3),
                 "theme_table": markdown_table(table, ["theme", "size", "keywords", "example"]),
                 **table_metadata(storage, themes_store.THEMES_TABLE),
@@ -368,15 +376,15 @@ def build_pipeline_assets(
 
 def index_rows(tables, day: date) -> tuple[pa.Table | None, str | None, int]:
     """The day's index rows: embeddings joined with chunk text and document metadata."""
-    vectors = tables.read_partition(EMBED, day, EMBEDDINGS)
+    vectors = tables.read_partition(EMBEDDINGS_TABLE, day, EMBEDDINGS)
     model_ids = vectors["model_id"].unique().to_list()
     if len(model_ids) > 1:
         raise ValueError(f"embeddings for {day} mix models {model_ids}; re-materialize them")
     if vectors.height == 0:
         return None, None, 0
     dimension = int(vectors["dimension"][0])
-    chunk_text = tables.read_partition(CHUNK, day, CHUNKS).select("chunk_id", "text")
-    docs = tables.read_partition(RAW, day, DOCUMENTS).select("doc_id", "title", "metadata")
+    chunk_text = tables.read_partition(CHUNKS_TABLE, day, CHUNKS).select("chunk_id", "text")
+    docs = tables.read_partition(RAW_TABLE, day, DOCUMENTS).select("doc_id", "title", "metadata")
     joined = vectors.join(chunk_text, on="chunk_id", how="inner").join(
         docs, on="doc_id", how="left"
     )

@@ -32,29 +32,28 @@ from semsearch.config import Settings
 from semsearch.core import quality as q
 from semsearch.core.filters import sql_literal
 from semsearch.core.quality import PartitionInputs, Rule, Severity, Thresholds
+from semsearch.core.themes import OUTLIERS
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
-from semsearch.storage import bronze, themes_store
-from semsearch.storage.embedding_store import DEAD_LETTER
+from semsearch.storage import themes_store
 from semsearch.storage.history import previous_partition
 from semsearch.storage.schemas import (
     CHUNKS,
+    CHUNKS_TABLE,
+    DEAD_LETTER_TABLE,
     DOCUMENTS,
     EMBEDDING_DEAD_LETTER,
     EMBEDDINGS,
+    EMBEDDINGS_TABLE,
     LANDED_FILES,
-    OUTLIER_THEME_ID,
+    LANDED_TABLE,
+    RAW_TABLE,
     THEME_ASSIGNMENTS,
     THEMES,
+    THEMES_TABLE,
 )
 from semsearch.storage.vector_index import AnnParams, VectorIndex
 
-RAW, CHUNK, EMBED, INDEX, THEMES_ASSET = (
-    "raw_documents",
-    "chunks",
-    "embeddings",
-    "vector_index",
-    "themes",
-)
+INDEX, THEMES_ASSET = "vector_index", THEMES_TABLE
 FRESHNESS = "freshness"
 ANN_QUERIES, ANN_K = 10, 10
 
@@ -114,35 +113,35 @@ def _profile_rule(asset: str, columns: Sequence[str], frame_of: Callable) -> Rul
 RULES: tuple[Rule, ...] = (
     # raw_documents
     Rule(
-        RAW,
+        RAW_TABLE,
         "partition_not_empty",
         Severity.WARN,
         "The day holds at least SEMSEARCH_CHECK_MIN_DOCUMENTS documents (0 accepts empty days).",
         lambda p: q.min_rows(p.documents, p.limits.min_documents, "documents"),
     ),
     Rule(
-        RAW,
+        RAW_TABLE,
         "doc_ids_unique",
         Severity.ERROR,
         "One row per doc_id.",
         lambda p: q.unique(p.documents, "doc_id"),
     ),
     Rule(
-        RAW,
+        RAW_TABLE,
         "text_present",
         Severity.ERROR,
         "Every document has non-blank text.",
         lambda p: q.no_blank(p.documents, "text", "doc_id"),
     ),
     Rule(
-        RAW,
+        RAW_TABLE,
         "dates_in_partition",
         Severity.ERROR,
         "Every document's created_at (UTC) falls on the partition's day.",
         lambda p: q.dated_within(p.documents, p.day, "doc_id"),
     ),
     Rule(
-        RAW,
+        RAW_TABLE,
         "rejected_share",
         Severity.ERROR,
         "Rejected records of the day's source files stay at or below "
@@ -151,21 +150,21 @@ RULES: tuple[Rule, ...] = (
     ),
     # chunks
     Rule(
-        CHUNK,
+        CHUNKS_TABLE,
         "every_document_chunked",
         Severity.ERROR,
         "Every document has at least one chunk.",
         lambda p: q.covered(p.documents["doc_id"], p.chunks["doc_id"], "documents without chunks"),
     ),
     Rule(
-        CHUNK,
+        CHUNKS_TABLE,
         "token_counts_in_bounds",
         Severity.ERROR,
         "Every chunk has 1..SEMSEARCH_CHUNK_SIZE_TOKENS tokens (never over the model's limit).",
         lambda p: q.within_range(p.chunks, "token_count", 1, p.limits.max_chunk_tokens, "chunk_id"),
     ),
     Rule(
-        CHUNK,
+        CHUNKS_TABLE,
         "chunk_ids_unique",
         Severity.ERROR,
         "One row per chunk_id.",
@@ -173,28 +172,28 @@ RULES: tuple[Rule, ...] = (
     ),
     # embeddings
     Rule(
-        EMBED,
+        EMBEDDINGS_TABLE,
         "one_vector_per_chunk",
         Severity.ERROR,
         "Exactly one vector per chunk, dead letters excepted.",
         lambda p: q.one_vector_per_chunk(p.embeddings, p.chunks["chunk_id"], p.dead_letter_ids),
     ),
     Rule(
-        EMBED,
+        EMBEDDINGS_TABLE,
         "expected_dimension",
         Severity.ERROR,
         "Every vector has the configured model's dimension.",
         lambda p: q.has_dimension(p.embeddings, p.expected_model.dimension),
     ),
     Rule(
-        EMBED,
+        EMBEDDINGS_TABLE,
         "finite_vectors",
         Severity.ERROR,
         "No NaN or infinite values.",
         lambda p: q.finite_vectors(p.embeddings),
     ),
     Rule(
-        EMBED,
+        EMBEDDINGS_TABLE,
         "normalised_vectors",
         Severity.WARN,
         "Unit-length vectors where the model normalises (cosine search does not need it, a "
@@ -204,14 +203,14 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
-        EMBED,
+        EMBEDDINGS_TABLE,
         "single_model",
         Severity.ERROR,
         "All vectors come from the configured model.",
         lambda p: q.single_value(p.embeddings, "model_id", p.expected_model.model_id),
     ),
     Rule(
-        EMBED,
+        EMBEDDINGS_TABLE,
         "no_dead_letters",
         Severity.WARN,
         "No chunk of the day waits in embedding_dead_letter (re-materialize the day to retry).",
@@ -246,7 +245,7 @@ RULES: tuple[Rule, ...] = (
         "noise_share",
         Severity.WARN,
         "The window's outlier share stays at or below SEMSEARCH_CHECK_MAX_NOISE_SHARE.",
-        lambda p: q.noise_share(p.assignments, OUTLIER_THEME_ID, p.limits.max_noise_share),
+        lambda p: q.noise_share(p.assignments, OUTLIERS, p.limits.max_noise_share),
     ),
     Rule(
         THEMES_ASSET,
@@ -254,7 +253,7 @@ RULES: tuple[Rule, ...] = (
         Severity.WARN,
         "SEMSEARCH_CHECK_MIN_THEMES..SEMSEARCH_CHECK_MAX_THEMES themes in the window.",
         lambda p: q.count_between(
-            p.themes.filter(pl.col("theme_id") != OUTLIER_THEME_ID).height,
+            p.themes.filter(pl.col("theme_id") != OUTLIERS).height,
             p.limits.min_themes,
             p.limits.max_themes,
             "themes",
@@ -280,8 +279,8 @@ RULES: tuple[Rule, ...] = (
 )
 
 PROFILE_RULES: tuple[Rule, ...] = (
-    _profile_rule(RAW, ["text", "title"], lambda p: p.documents),
-    _profile_rule(CHUNK, ["text"], lambda p: p.chunks),
+    _profile_rule(RAW_TABLE, ["text", "title"], lambda p: p.documents),
+    _profile_rule(CHUNKS_TABLE, ["text"], lambda p: p.chunks),
 )
 
 
@@ -294,25 +293,25 @@ def _day(context: AssetCheckExecutionContext) -> date:
 
 def _load_raw(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
     tables = storage.tables()
-    inputs.documents = tables.read_partition(RAW, inputs.day, DOCUMENTS)
+    inputs.documents = tables.read_partition(RAW_TABLE, inputs.day, DOCUMENTS)
     files = inputs.documents["source_file"].unique().to_list()
-    landed = tables.scan(bronze.LANDED, LANDED_FILES)
+    landed = tables.scan(LANDED_TABLE, LANDED_FILES)
     inputs.source_files = landed.filter(pl.col("path").is_in(files)).collect()
 
 
 def _load_chunks(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
     tables = storage.tables()
-    inputs.documents = tables.read_partition(RAW, inputs.day, DOCUMENTS)
-    inputs.chunks = tables.read_partition(CHUNK, inputs.day, CHUNKS)
+    inputs.documents = tables.read_partition(RAW_TABLE, inputs.day, DOCUMENTS)
+    inputs.chunks = tables.read_partition(CHUNKS_TABLE, inputs.day, CHUNKS)
 
 
 def _load_embeddings(
     inputs: PartitionInputs, storage: StorageResource, embedder: EmbeddingResource, **_
 ) -> None:
     tables = storage.tables()
-    inputs.embeddings = tables.read_partition(EMBED, inputs.day, EMBEDDINGS)
-    inputs.chunks = tables.read_partition(CHUNK, inputs.day, CHUNKS).select("chunk_id")
-    dead = tables.read_partition(DEAD_LETTER, inputs.day, EMBEDDING_DEAD_LETTER)
+    inputs.embeddings = tables.read_partition(EMBEDDINGS_TABLE, inputs.day, EMBEDDINGS)
+    inputs.chunks = tables.read_partition(CHUNKS_TABLE, inputs.day, CHUNKS).select("chunk_id")
+    dead = tables.read_partition(DEAD_LETTER_TABLE, inputs.day, EMBEDDING_DEAD_LETTER)
     inputs.dead_letter_ids = dead["chunk_id"].to_list()
     backend = embedder.get_backend()
     inputs.expected_model = q.ModelExpectation(
@@ -332,9 +331,11 @@ def _load_index(
     quality: QualityResource,
 ) -> None:
     tables, index = storage.tables(), storage.index()
-    inputs.embeddings = tables.read_partition(EMBED, inputs.day, EMBEDDINGS).sort("chunk_id")
+    inputs.embeddings = tables.read_partition(EMBEDDINGS_TABLE, inputs.day, EMBEDDINGS).sort(
+        "chunk_id"
+    )
     inputs.index_rows = index.count_rows(day_filter(inputs.day))
-    texts = tables.read_partition(CHUNK, inputs.day, CHUNKS).select("chunk_id", "text")
+    texts = tables.read_partition(CHUNKS_TABLE, inputs.day, CHUNKS).select("chunk_id", "text")
     sample = inputs.embeddings.select("chunk_id").join(texts, on="chunk_id").sort("chunk_id")
     inputs.probes = _probes(index, embedder, pipeline, sample.head(quality.probe_items))
     if has_ann_index(index):
@@ -387,9 +388,9 @@ def _load_themes(inputs: PartitionInputs, storage: StorageResource, **_) -> None
 
 
 LOADERS: dict[str, Callable[..., None]] = {
-    RAW: _load_raw,
-    CHUNK: _load_chunks,
-    EMBED: _load_embeddings,
+    RAW_TABLE: _load_raw,
+    CHUNKS_TABLE: _load_chunks,
+    EMBEDDINGS_TABLE: _load_embeddings,
     INDEX: _load_index,
     THEMES_ASSET: _load_themes,
 }

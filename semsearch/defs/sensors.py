@@ -42,16 +42,15 @@ from semsearch.config import Settings
 from semsearch.defs.checks import FRESHNESS, INDEX, QualityResource, freshness_outcome
 from semsearch.defs.checks import freshness_result as freshness_fields
 from semsearch.defs.resources import StorageResource
-from semsearch.storage.bronze import BRONZE, LANDED, file_sha256, landing_files, read_day
+from semsearch.storage.bronze import file_sha256, landing_files, read_day
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.history import file_changes, table_version
-from semsearch.storage.schemas import DOCUMENTS, LANDED_FILES
+from semsearch.storage.schemas import BRONZE_TABLE, DOCUMENTS, LANDED_FILES, LANDED_TABLE, RAW_TABLE
 from semsearch.storage.source_table import changed_days, landed_version, source_name
 
 INGEST_JOB = "ingest_landing"
 PIPELINE_JOB = "daily_pipeline"
 SOURCE_JOB = "ingest_source_table"
-RAW = "raw_documents"
 # Daily runs requested by sensors run one at a time, in day order (dagster.yaml limits this
 # tag to 1): a day's themes cluster a window that includes the days before it, so they must not
 # overtake them. Backfills go through the backfill daemon, which orders by dependencies instead.
@@ -85,7 +84,9 @@ class LandingScan:
 
 
 def _manifest(tables: DeltaTables) -> dict[str, tuple[int, int, str]]:
-    landed = tables.scan(LANDED, LANDED_FILES).select("path", "size_bytes", "mtime_ns", "sha256")
+    landed = tables.scan(LANDED_TABLE, LANDED_FILES).select(
+        "path", "size_bytes", "mtime_ns", "sha256"
+    )
     return {p: (s, m, h) for p, s, m, h in landed.collect().iter_rows()}
 
 
@@ -159,7 +160,7 @@ def day_is_current(tables: DeltaTables, day: date) -> bool:
     unchanged content; comparing content keeps those days from running again.
     """
     expected = read_day(tables, day).select(CONTENT).sort("doc_id")
-    current = tables.read_partition(RAW, day, DOCUMENTS).select(CONTENT).sort("doc_id")
+    current = tables.read_partition(RAW_TABLE, day, DOCUMENTS).select(CONTENT).sort("doc_id")
     return expected.equals(current)
 
 
@@ -167,7 +168,7 @@ def changed_bronze_days(
     tables: DeltaTables, since: int | None, until: int, first: date
 ) -> list[date]:
     """Days whose bronze files changed between the versions and whose documents differ."""
-    days = file_changes(tables.uri(BRONZE), since, until).days
+    days = file_changes(tables.uri(BRONZE_TABLE), since, until).days
     in_range = [d for d in sorted(days) if first <= d <= _last_partition_day()]
     return [d for d in in_range if not day_is_current(tables, d)]
 
@@ -182,7 +183,7 @@ def build_bronze_sensor(interval: int, first_day: date) -> SensorDefinition:
         "each day whose bronze rows changed (one run key per version and day).",
     )
     def bronze_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult:
-        uri = storage.tables().uri(BRONZE)
+        uri = storage.tables().uri(BRONZE_TABLE)
         since = int(context.cursor) if context.cursor else None
         until = table_version(uri)
         if until is None or until == since:

@@ -1,11 +1,10 @@
 """The upstream Delta table source (SEMSEARCH_SOURCE_TABLE_URI), landed into bronze."""
 
-from pathlib import Path
-
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from semsearch.defs.metadata import StageTimer
 from semsearch.defs.resources import PipelineResource, StorageResource
+from semsearch.storage.schemas import BRONZE_TABLE
 from semsearch.storage.source_table import ingest_source_table
 
 SOURCE_ASSET = AssetKey("source_table_documents")
@@ -39,7 +38,7 @@ def build_source_asset(uri: str):
                 "days_touched": MetadataValue.json(sorted(d.isoformat() for d in report.days)),
                 "rows_loaded": report.rows_loaded,
                 "rows_rejected": report.rows_rejected,
-                "table": MetadataValue.path(str(Path(storage.tables_dir) / "bronze_documents")),
+                "table": MetadataValue.path(str(storage.tables().uri(BRONZE_TABLE))),
                 **timer.metadata(),
             }
         )

@@ -10,9 +10,7 @@ import pyarrow as pa
 
 from semsearch.core.alerts import FIRING, Transition
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.schemas import ALERTS
-
-ALERTS_TABLE = "alerts"
+from semsearch.storage.schemas import ALERTS, ALERTS_TABLE
 
 
 @dataclass(frozen=True)

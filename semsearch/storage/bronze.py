@@ -18,13 +18,16 @@ import pyarrow as pa
 
 from semsearch.core.ingest import RecordParser, UnparseableFileError, is_landing_file, parse_file
 from semsearch.storage.delta import DeltaTables, sql_string
-from semsearch.storage.schemas import DOCUMENTS, LANDED_FILES, REJECTED_RECORDS
+from semsearch.storage.schemas import (
+    BRONZE_TABLE,
+    DOCUMENTS,
+    LANDED_FILES,
+    LANDED_TABLE,
+    REJECTED_RECORDS,
+    REJECTED_TABLE,
+)
 
 log = logging.getLogger(__name__)
-
-BRONZE = "bronze_documents"
-LANDED = "landed_files"
-REJECTED = "rejected_records"
 
 
 @dataclass
@@ -70,7 +73,7 @@ def landing_files(landing_dir: Path) -> list[Path]:
 
 
 def _landed_hashes(tables: DeltaTables) -> dict[str, str]:
-    landed = tables.scan(LANDED, LANDED_FILES).select("path", "sha256").collect()
+    landed = tables.scan(LANDED_TABLE, LANDED_FILES).select("path", "sha256").collect()
     return dict(zip(landed["path"].to_list(), landed["sha256"].to_list(), strict=True))
 
 
@@ -102,12 +105,14 @@ def _ingest_file(
             documents = _with_source(batch.documents, relative, now, DOCUMENTS)
             rejected = _with_source(batch.rejected, relative, now, REJECTED_RECORDS, "rejected_at")
             if first:  # the file's earlier rows, if any, are replaced by this load
-                tables.replace(BRONZE, documents, file_filter, DOCUMENTS, partitioned=True)
-                tables.replace(REJECTED, rejected, file_filter, REJECTED_RECORDS, partitioned=False)
+                tables.replace(BRONZE_TABLE, documents, file_filter, DOCUMENTS, partitioned=True)
+                tables.replace(
+                    REJECTED_TABLE, rejected, file_filter, REJECTED_RECORDS, partitioned=False
+                )
                 first = False
             else:
-                tables.append(BRONZE, documents, DOCUMENTS, partitioned=True)
-                tables.append(REJECTED, rejected, REJECTED_RECORDS, partitioned=False)
+                tables.append(BRONZE_TABLE, documents, DOCUMENTS, partitioned=True)
+                tables.append(REJECTED_TABLE, rejected, REJECTED_RECORDS, partitioned=False)
             result.rows_loaded += documents.num_rows
             result.rows_rejected += rejected.num_rows
             result.days.update(d["partition_date"] for d in batch.documents)
@@ -117,9 +122,9 @@ def _ingest_file(
             path=relative, status="unparseable", error=str(exc), rows_rejected=1, days=earlier_days
         )
         whole_file = [{"source_row": None, "reason": f"unparseable file: {exc}", "raw": None}]
-        tables.delete(BRONZE, file_filter)
+        tables.delete(BRONZE_TABLE, file_filter)
         tables.replace(
-            REJECTED,
+            REJECTED_TABLE,
             _with_source(whole_file, relative, now, REJECTED_RECORDS, "rejected_at"),
             file_filter,
             REJECTED_RECORDS,
@@ -132,7 +137,7 @@ def _ingest_file(
 
 def _days_of_file(tables: DeltaTables, relative: str) -> set[date]:
     days = (
-        tables.scan(BRONZE, DOCUMENTS)
+        tables.scan(BRONZE_TABLE, DOCUMENTS)
         .filter(pl.col("source_file") == relative)
         .select("partition_date")
         .unique()
@@ -169,12 +174,14 @@ def _record_landed(
         },
         schema=LANDED_FILES,
     )
-    tables.replace(LANDED, row, f"path = {sql_string(relative)}", LANDED_FILES, partitioned=False)
+    tables.replace(
+        LANDED_TABLE, row, f"path = {sql_string(relative)}", LANDED_FILES, partitioned=False
+    )
 
 
 def read_day(tables: DeltaTables, day: date) -> pl.DataFrame:
     """The day's documents, one row per doc id: the most recently landed version wins."""
-    bronze = tables.read_partition(BRONZE, day, DOCUMENTS)
+    bronze = tables.read_partition(BRONZE_TABLE, day, DOCUMENTS)
     return (
         bronze.sort(["ingested_at", "source_file", "source_row"], descending=True)
         .unique(subset=["doc_id"], keep="first", maintain_order=True)
@@ -185,7 +192,7 @@ def read_day(tables: DeltaTables, day: date) -> pl.DataFrame:
 def rejected_count(tables: DeltaTables, source_files: list[str]) -> int:
     if not source_files:
         return 0
-    rejected = tables.scan(REJECTED, REJECTED_RECORDS)
+    rejected = tables.scan(REJECTED_TABLE, REJECTED_RECORDS)
     return (
         rejected.filter(pl.col("source_file").is_in(source_files)).select(pl.len()).collect().item()
     )

@@ -11,10 +11,13 @@ import pyarrow as pa
 
 from semsearch.core.embedding import EmbeddingFailure
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.schemas import EMBEDDING_CACHE, EMBEDDING_DEAD_LETTER, EMBEDDINGS
-
-CACHE = "embedding_cache"
-DEAD_LETTER = "embedding_dead_letter"
+from semsearch.storage.schemas import (
+    CACHE_TABLE,
+    DEAD_LETTER_TABLE,
+    EMBEDDING_CACHE,
+    EMBEDDING_DEAD_LETTER,
+    EMBEDDINGS,
+)
 
 
 def vectors_column(vectors: np.ndarray) -> pa.Array:
@@ -42,7 +45,7 @@ class DeltaVectorCache:
         if not keys:
             return {}
         found = (
-            self.tables.scan(CACHE, EMBEDDING_CACHE)
+            self.tables.scan(CACHE_TABLE, EMBEDDING_CACHE)
             .filter(pl.col("cache_key").is_in(list(keys)))
             .select("cache_key", "vector")
             .unique(subset="cache_key", keep="first")
@@ -63,7 +66,7 @@ class DeltaVectorCache:
             },
             schema=EMBEDDING_CACHE,
         )
-        self.tables.append(CACHE, table, EMBEDDING_CACHE, partitioned=False)
+        self.tables.append(CACHE_TABLE, table, EMBEDDING_CACHE, partitioned=False)
 
 
 def embeddings_table(
@@ -84,7 +87,7 @@ def embeddings_table(
 
 
 def read_dead_letters(tables: DeltaTables, day: date) -> pl.DataFrame:
-    return tables.read_partition(DEAD_LETTER, day, EMBEDDING_DEAD_LETTER)
+    return tables.read_partition(DEAD_LETTER_TABLE, day, EMBEDDING_DEAD_LETTER)
 
 
 def record_dead_letters(
@@ -119,13 +122,13 @@ def record_dead_letters(
         )
     columns = {name: [r[name] for r in rows] for name in EMBEDDING_DEAD_LETTER.names}
     table = pa.table(columns, schema=EMBEDDING_DEAD_LETTER)
-    if rows or tables.exists(DEAD_LETTER):
-        tables.replace_partition(DEAD_LETTER, day, table, EMBEDDING_DEAD_LETTER)
+    if rows or tables.exists(DEAD_LETTER_TABLE):
+        tables.replace_partition(DEAD_LETTER_TABLE, day, table, EMBEDDING_DEAD_LETTER)
 
 
 def dead_letter_count(tables: DeltaTables, day: date | None = None) -> int:
     """Chunks of `day` (default: all days) that have no vector because embedding them failed."""
-    scan = tables.scan(DEAD_LETTER, EMBEDDING_DEAD_LETTER)
+    scan = tables.scan(DEAD_LETTER_TABLE, EMBEDDING_DEAD_LETTER)
     if day is not None:
         scan = scan.filter(pl.col("partition_date") == day)
     return scan.select(pl.len()).collect().item()

@@ -5,6 +5,19 @@ from __future__ import annotations
 import pyarrow as pa
 
 PARTITION_COLUMN = "partition_date"
+
+# Table names: one Delta folder each under the tables root. A daily asset is named after its table.
+BRONZE_TABLE = "bronze_documents"
+LANDED_TABLE = "landed_files"
+REJECTED_TABLE = "rejected_records"
+RAW_TABLE = "raw_documents"
+CHUNKS_TABLE = "chunks"
+EMBEDDINGS_TABLE = "embeddings"
+CACHE_TABLE = "embedding_cache"
+DEAD_LETTER_TABLE = "embedding_dead_letter"
+THEMES_TABLE = "themes"
+ASSIGNMENTS_TABLE = "theme_assignments"
+ALERTS_TABLE = "alerts"
 UTC_TS = pa.timestamp("us", tz="UTC")
 
 LANDED_FILES = pa.schema(
@@ -112,8 +125,6 @@ THEME_ASSIGNMENTS = pa.schema(
         ("probability", pa.float32()),
     ]
 )
-
-OUTLIER_THEME_ID = "outliers"
 
 ALERTS = pa.schema(
     [

@@ -17,10 +17,16 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from semsearch.core.ingest import RecordParser, RecordRejected, parse_created_at
-from semsearch.storage.bronze import BRONZE, LANDED, REJECTED
 from semsearch.storage.delta import DeltaTables, sql_string
 from semsearch.storage.history import file_changes, read_files, table_version
-from semsearch.storage.schemas import DOCUMENTS, LANDED_FILES, REJECTED_RECORDS
+from semsearch.storage.schemas import (
+    BRONZE_TABLE,
+    DOCUMENTS,
+    LANDED_FILES,
+    LANDED_TABLE,
+    REJECTED_RECORDS,
+    REJECTED_TABLE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,10 @@ def source_name(uri: str) -> str:
 def landed_version(tables: DeltaTables, name: str) -> int | None:
     """The source version bronze holds, from the `landed_files` manifest."""
     row = (
-        tables.scan(LANDED, LANDED_FILES).filter(pl.col("path") == name).select("sha256").collect()
+        tables.scan(LANDED_TABLE, LANDED_FILES)
+        .filter(pl.col("path") == name)
+        .select("sha256")
+        .collect()
     )
     if row.height == 0:
         return None
@@ -112,11 +121,11 @@ def ingest_source_table(uri: str, tables: DeltaTables, parser: RecordParser) -> 
         days = ", ".join(sql_string(d.isoformat()) for d in sorted(report.days))
         predicate = f"source_file = {sql_string(name)} AND partition_date IN ({days})"
         table = _table(todays, name, now, DOCUMENTS, "ingested_at")
-        tables.replace(BRONZE, table, predicate, DOCUMENTS, partitioned=True)
+        tables.replace(BRONZE_TABLE, table, predicate, DOCUMENTS, partitioned=True)
     # The whole version was parsed, so its rejections replace the source's earlier ones.
     rejections = _table(rejected, name, now, REJECTED_RECORDS, "rejected_at")
     own = f"source_file = {sql_string(name)}"
-    tables.replace(REJECTED, rejections, own, REJECTED_RECORDS, partitioned=False)
+    tables.replace(REJECTED_TABLE, rejections, own, REJECTED_RECORDS, partitioned=False)
     report.rows_loaded, report.rows_rejected = len(documents), len(rejected)
     _record_version(tables, name, version, committed, report, now)
     log.info("landed %s v%s: %d days, %d rejected", name, version, len(report.days), len(rejected))
@@ -143,4 +152,6 @@ def _record_version(
         "ingested_at": now,
     }
     table = pa.table({c: [row[c]] for c in LANDED_FILES.names}, schema=LANDED_FILES)
-    tables.replace(LANDED, table, f"path = {sql_string(name)}", LANDED_FILES, partitioned=False)
+    tables.replace(
+        LANDED_TABLE, table, f"path = {sql_string(name)}", LANDED_FILES, partitioned=False
+    )

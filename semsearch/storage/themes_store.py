@@ -10,18 +10,24 @@ import pyarrow as pa
 
 from semsearch.core.themes import OUTLIERS, ThemeResult
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.schemas import CHUNKS, EMBEDDINGS, THEME_ASSIGNMENTS, THEMES
-
-THEMES_TABLE = "themes"
-ASSIGNMENTS_TABLE = "theme_assignments"
+from semsearch.storage.schemas import (
+    ASSIGNMENTS_TABLE,
+    CHUNKS,
+    CHUNKS_TABLE,
+    EMBEDDINGS,
+    EMBEDDINGS_TABLE,
+    THEME_ASSIGNMENTS,
+    THEMES,
+    THEMES_TABLE,
+)
 
 
 def window_members(tables: DeltaTables, first: date, last: date) -> pl.DataFrame:
     """chunk_id, doc_id, vector and text of every embedded chunk dated within [first, last]."""
-    vectors = tables.read_days("embeddings", first, last, EMBEDDINGS).select(
+    vectors = tables.read_days(EMBEDDINGS_TABLE, first, last, EMBEDDINGS).select(
         "chunk_id", "doc_id", "vector"
     )
-    texts = tables.read_days("chunks", first, last, CHUNKS).select("chunk_id", "text")
+    texts = tables.read_days(CHUNKS_TABLE, first, last, CHUNKS).select("chunk_id", "text")
     return vectors.join(texts, on="chunk_id", how="inner").sort("chunk_id")
 
 
