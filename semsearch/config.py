@@ -92,6 +92,11 @@ class Settings:
     landing_settle_seconds: int = 60  # a file unchanged across two ticks or this old is complete
     freshness_deadline_hour: int = 9  # UTC hour of the next day a day's data must be indexed by
     source_table_uri: str = ""  # an upstream Delta table to follow (e.g. tickets); empty: none
+    # Storage maintenance: compaction, then deletion of files (and LanceDB versions) that no
+    # version younger than the retention needs. Time travel reaches back this far; a reader
+    # slower than it can fail, so keep it well above the longest run.
+    maintenance_cron: str = "0 3 * * *"  # UTC; the schedule of the maintain_storage job
+    maintenance_retention_hours: int = 168
 
     @property
     def home_path(self) -> Path:
@@ -161,6 +166,11 @@ class Settings:
                     f"SEMSEARCH_MISSING_DATE_POLICY={self.missing_date_policy!r}: use 'reject', "
                     "'file_mtime' or an ISO date"
                 ) from None
+        if self.maintenance_retention_hours < 0:
+            raise ValueError(
+                f"SEMSEARCH_MAINTENANCE_RETENTION_HOURS={self.maintenance_retention_hours} "
+                "must be >= 0"
+            )
         self._validate_embedding_api()
 
     def _validate_embedding_api(self) -> None:

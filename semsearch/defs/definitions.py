@@ -14,6 +14,7 @@ from semsearch.config import Settings
 from semsearch.defs.alerts import AlertsResource, build_alert_sensor
 from semsearch.defs.assets import bronze_documents, build_pipeline_assets
 from semsearch.defs.checks import QualityResource, build_checks
+from semsearch.defs.maintenance import build_maintenance_job, build_maintenance_schedule
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.defs.sensors import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_sensors
 from semsearch.defs.sources import build_source_asset
@@ -38,6 +39,7 @@ def build_definitions(settings: Settings) -> Definitions:
     ]
     if sources:
         jobs.append(define_asset_job(SOURCE_JOB, AssetSelection.assets(*sources)))
+    jobs.append(build_maintenance_job(settings.maintenance_retention_hours))
     return Definitions(
         assets=[bronze_documents, *sources, *daily_assets],
         asset_checks=build_checks(
@@ -48,6 +50,7 @@ def build_definitions(settings: Settings) -> Definitions:
         # step would load the embedding model once for every step (and check) that needs it.
         executor=in_process_executor,
         sensors=[*build_sensors(settings), build_alert_sensor(settings.sensor_interval_seconds)],
+        schedules=[build_maintenance_schedule(settings.maintenance_cron)],
         resources={
             "storage": StorageResource.from_settings(settings),
             "pipeline": PipelineResource.from_settings(settings),

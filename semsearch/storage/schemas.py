@@ -18,6 +18,19 @@ DEAD_LETTER_TABLE = "embedding_dead_letter"
 THEMES_TABLE = "themes"
 ASSIGNMENTS_TABLE = "theme_assignments"
 ALERTS_TABLE = "alerts"
+ALL_TABLES = (
+    BRONZE_TABLE,
+    LANDED_TABLE,
+    REJECTED_TABLE,
+    RAW_TABLE,
+    CHUNKS_TABLE,
+    EMBEDDINGS_TABLE,
+    CACHE_TABLE,
+    DEAD_LETTER_TABLE,
+    THEMES_TABLE,
+    ASSIGNMENTS_TABLE,
+    ALERTS_TABLE,
+)
 UTC_TS = pa.timestamp("us", tz="UTC")
 
 LANDED_FILES = pa.schema(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import lancedb
 import numpy as np
@@ -134,6 +134,15 @@ class VectorIndex:
         before = table.count_rows()
         table.delete(_day_filter(day))
         return before - table.count_rows()
+
+    def optimize(self, cleanup_older_than: timedelta) -> tuple[int, int]:
+        """Compact, fold new rows into the indices, drop older versions: versions before, after."""
+        table = self.table()
+        if table is None:
+            return 0, 0
+        before = len(table.list_versions())
+        table.optimize(cleanup_older_than=cleanup_older_than)
+        return before, len(table.list_versions())
 
     def has_ann_index(self) -> bool:
         table = self.table()

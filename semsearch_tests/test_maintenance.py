@@ -1,0 +1,147 @@
+"""Storage maintenance through the real Dagster job: fewer files, the same rows."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from dagster import DagsterInstance
+
+from semsearch.config import Settings
+from semsearch.defs.definitions import build_definitions
+from semsearch.defs.maintenance import MAINTENANCE_JOB
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.embedding_store import DeltaVectorCache
+from semsearch.storage.schemas import CACHE_TABLE, CHUNKS, CHUNKS_TABLE
+from semsearch.storage.vector_index import VectorIndex, index_schema
+from semsearch_tests.ops_support import QUIET, snapshot
+
+DAYS = [date(2026, 11, 3), date(2026, 11, 4)]
+DIMENSION = 8
+
+
+def chunk_rows(day: date, version: int) -> pa.Table:
+    ids = [f"{day}-{i}" for i in range(5)]
+    return pa.Table.from_pylist(
+        [
+            {
+                "chunk_id": chunk_id,
+                "doc_id": chunk_id,
+                "partition_date": day,
+                "position": 0,
+                "text": f"text {chunk_id} v{version}",
+                "token_count": 3,
+            }
+            for chunk_id in ids
+        ],
+        schema=CHUNKS,
+    )
+
+
+def index_rows(day: date, version: int) -> pa.Table:
+    rng = np.random.default_rng(version)
+    return pa.Table.from_pylist(
+        [
+            {
+                "chunk_id": f"{day}-{i}",
+                "doc_id": f"{day}-{i}",
+                "partition_date": day,
+                "title": None,
+                "text": f"v{version}",
+                "metadata": "{}",
+                "metadata_tags": [],
+                "model_id": "local/test",
+                "vector": rng.standard_normal(DIMENSION).tolist(),
+            }
+            for i in range(5)
+        ],
+        schema=index_schema(DIMENSION),
+    )
+
+
+def parquet_files(folder: Path) -> int:
+    return sum(1 for _ in folder.rglob("*.parquet"))
+
+
+@pytest.fixture
+def rewritten_home(tmp_path) -> Settings:
+    """Tables whose days were each rewritten three times, and a cache appended to per run."""
+    settings = Settings(home=str(tmp_path / "home"), maintenance_retention_hours=0)
+    tables, index = DeltaTables(settings.tables_path), VectorIndex(settings.lance_path)
+    cache = DeltaVectorCache(tables, "local/test", DIMENSION)
+    for version in range(3):
+        for day in DAYS:
+            tables.replace_partition(CHUNKS_TABLE, day, chunk_rows(day, version), CHUNKS)
+            index.replace_partition(day, index_rows(day, version), "local/test")
+            keys = [f"{day}-{version}-{i}" for i in range(4)]
+            cache.store(keys, np.ones((4, DIMENSION), np.float32))
+    return settings
+
+
+# Retention 0 is what LanceDB warns about (a concurrent reader could fail); none here.
+@pytest.mark.filterwarnings("ignore:optimize\\(cleanup_older_than=0\\)")
+def test_maintenance_job_compacts_and_vacuums_without_changing_a_row(rewritten_home):
+    settings = rewritten_home
+    before = snapshot(settings)
+    files_before = parquet_files(settings.tables_path)
+    defs = build_definitions(settings)
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def(MAINTENANCE_JOB).execute_in_process(
+            instance=instance, run_config=QUIET
+        )
+    assert result.success
+    assert snapshot(settings) == before
+    # Every chunks day had three versions and the cache six appends: only the live files remain,
+    # the cache's merged into one.
+    assert parquet_files(settings.tables_path / CHUNKS_TABLE) == len(DAYS)
+    assert parquet_files(settings.tables_path / CACHE_TABLE) == 1
+    (output,) = [e for e in result.all_node_events if e.is_successful_output]
+    metadata = output.step_output_data.metadata
+    merged_cache_file = 1
+    vacuumed = files_before + merged_cache_file - parquet_files(settings.tables_path)
+    assert metadata["files_vacuumed"].value == vacuumed == 4 + 6  # chunks' old days, cache's
+    assert metadata["files_compacted"].value == 6  # the cache's appends
+    assert metadata["index_versions_after"].value == 1 < metadata["index_versions_before"].value
+    cache = DeltaVectorCache(DeltaTables(settings.tables_path), "local/test", DIMENSION)
+    assert len(cache.lookup([f"{DAYS[0]}-0-{i}" for i in range(4)])) == 4
+
+
+def test_files_younger_than_the_retention_are_kept(rewritten_home):
+    settings = rewritten_home.replace(maintenance_retention_hours=168)
+    files_before = parquet_files(settings.tables_path / CHUNKS_TABLE)
+    defs = build_definitions(settings)
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def(MAINTENANCE_JOB).execute_in_process(
+            instance=instance, run_config=QUIET
+        )
+    assert result.success
+    assert parquet_files(settings.tables_path / CHUNKS_TABLE) == files_before
+
+
+def test_the_schedule_runs_the_job_at_the_configured_hour(tmp_path):
+    settings = Settings(home=str(tmp_path), maintenance_cron="30 4 * * *")
+    schedule = build_definitions(settings).resolve_schedule_def("maintenance_schedule")
+    assert schedule.job_name == MAINTENANCE_JOB
+    assert schedule.cron_schedule == "30 4 * * *"
+    assert schedule.execution_timezone == "UTC"
+
+
+def test_bad_maintenance_settings_name_the_variable(tmp_path):
+    with pytest.raises(ValueError, match="SEMSEARCH_MAINTENANCE_CRON='daily'"):
+        build_definitions(Settings(home=str(tmp_path), maintenance_cron="daily"))
+    with pytest.raises(ValueError, match="SEMSEARCH_MAINTENANCE_RETENTION_HOURS=-1"):
+        Settings.from_env({"SEMSEARCH_MAINTENANCE_RETENTION_HOURS": "-1"})
+
+
+def test_a_missing_table_is_left_alone(tmp_path):
+    settings = Settings(home=str(tmp_path / "empty"), maintenance_retention_hours=0)
+    defs = build_definitions(settings)
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def(MAINTENANCE_JOB).execute_in_process(
+            instance=instance, run_config=QUIET
+        )
+    assert result.success
+    assert parquet_files(settings.home_path) == 0
