@@ -8,6 +8,10 @@ of them, `--rows` in all, random unit vectors), then times `DeltaVectorCache.loo
 `--probe` keys (half cached, half not; best of 3) on the fragmented table, then again after
 `maintain_delta_table` (compaction + vacuum) on the same table. Also prints the files on disk
 before and after.
+
+Measured here (2 cores, 200k vectors, 1000 appends, 3000 keys): 1.84 s fragmented, 2.23 s
+maintained. Compaction saves files, not lookup time: a lookup of random keys reads the key and
+vector columns of the whole table either way, so its cost grows with the cache's rows.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Every re-run of a day replaces that day's files, and the per-run appends (embedding cache, dead
 letters, rejections, alerts) add small files; the old files stay on disk for time travel until
-vacuumed. Without this a long-running deployment grows without bound and the cache lookup,
-which reads every file of `embedding_cache`, slows with its file count.
+vacuumed. Without this a long-running deployment's storage grows without bound and every table's
+file list (the Delta log, a directory listing on object stores) with it.
 """
 
 from __future__ import annotations
