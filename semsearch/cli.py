@@ -1,4 +1,4 @@
-"""The `semsearch` command line: demo, run, search, themes, backfill, ui."""
+"""The `semsearch` command line: demo, run, search, themes, backfill, maintain, ui."""
 
 from __future__ import annotations
 
@@ -157,6 +157,28 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.defs.definitions import build_definitions
+    from semsearch.defs.maintenance import MAINTENANCE_JOB
+    from semsearch.runner import open_instance
+
+    job = build_definitions(settings).resolve_job_def(MAINTENANCE_JOB)
+    result = job.execute_in_process(instance=open_instance(settings), raise_on_error=False)
+    if not result.success:
+        print(f"maintenance failed: see run {result.run_id} in the Dagster UI", file=sys.stderr)
+        return 1
+    (output,) = [e for e in result.all_node_events if e.is_successful_output]
+    metadata = output.step_output_data.metadata
+    print(metadata["tables"].value)
+    print(
+        f"files compacted: {metadata['files_compacted'].value}, vacuumed: "
+        f"{metadata['files_vacuumed'].value} (older than "
+        f"{settings.maintenance_retention_hours} h); index versions: "
+        f"{metadata['index_versions_before'].value} -> {metadata['index_versions_after'].value}"
+    )
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.runner import dagster_home
 
@@ -196,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the days here, in order, instead of submitting a backfill to the daemon",
     )
+    sub.add_parser(
+        "maintain",
+        help="compact every table, then delete files older versions no longer need "
+        "(what maintenance_schedule runs daily under the daemon)",
+    )
     ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the same data")
     ui.add_argument(
         "dagster_args", nargs=argparse.REMAINDER, help="passed to dagster dev, e.g. -- -p 3001"
@@ -210,6 +237,7 @@ COMMANDS = {
     "themes": cmd_themes,
     "ui": cmd_ui,
     "backfill": cmd_backfill,
+    "maintain": cmd_maintain,
 }
 
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance
 
+from semsearch.cli import main
 from semsearch.config import Settings
 from semsearch.defs.definitions import build_definitions
 from semsearch.defs.maintenance import MAINTENANCE_JOB
@@ -145,3 +146,16 @@ def test_a_missing_table_is_left_alone(tmp_path):
         )
     assert result.success
     assert parquet_files(settings.home_path) == 0
+
+
+def test_cli_maintain_runs_the_job_and_prints_what_it_did(
+    rewritten_home, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("SEMSEARCH_HOME", rewritten_home.home)
+    monkeypatch.setenv("SEMSEARCH_MAINTENANCE_RETENTION_HOURS", "0")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    with pytest.warns(UserWarning, match="cleanup_older_than=0"):
+        assert main(["maintain"]) == 0
+    out = capsys.readouterr().out
+    assert "| chunks | 2 | 2 | 0 | 4 |" in out  # live files; 4 old versions deleted
+    assert "vacuumed: 10 (older than 0 h)" in out

@@ -27,7 +27,7 @@ def maintenance_metadata(report: StorageMaintenance) -> dict[str, object]:
         [t.table, t.files_before, t.files_after, t.files_compacted, t.files_vacuumed, t.skipped]
         for t in report.delta
     ]
-    header = ["table", "files before", "files after", "compacted", "vacuumed", "skipped"]
+    header = ["table", "live files before", "after", "compacted", "vacuumed", "skipped"]
     return {
         "tables": markdown_table(rows, header),
         "files_vacuumed": sum(t.files_vacuumed for t in report.delta),
