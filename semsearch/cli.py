@@ -158,12 +158,16 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
-    from semsearch.defs.definitions import build_definitions
+    from semsearch.defs.definitions import build_definitions, console_run_config
     from semsearch.defs.maintenance import MAINTENANCE_JOB
     from semsearch.runner import open_instance
 
     job = build_definitions(settings).resolve_job_def(MAINTENANCE_JOB)
-    result = job.execute_in_process(instance=open_instance(settings), raise_on_error=False)
+    result = job.execute_in_process(
+        instance=open_instance(settings),
+        run_config=console_run_config("INFO" if args.verbose else "WARNING"),
+        raise_on_error=False,
+    )
     if not result.success:
         print(f"maintenance failed: see run {result.run_id} in the Dagster UI", file=sys.stderr)
         return 1

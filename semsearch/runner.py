@@ -18,7 +18,12 @@ from dagster import DagsterInstance, Definitions
 
 from semsearch.config import Settings
 from semsearch.defs.backfills import days_between
-from semsearch.defs.definitions import INGEST_JOB, PIPELINE_JOB, build_definitions
+from semsearch.defs.definitions import (
+    INGEST_JOB,
+    PIPELINE_JOB,
+    build_definitions,
+    console_run_config,
+)
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import BRONZE_TABLE, DOCUMENTS
 
@@ -100,7 +105,7 @@ def run_pipeline(
 ) -> PipelineRun:
     """Ingest landing files, then materialize every day's partition (default: days with data)."""
     defs = defs or build_definitions(settings)
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_config = console_run_config(log_level)
     run = PipelineRun()
     ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
         run_config=run_config, instance=instance

@@ -26,7 +26,7 @@ from dagster import (
 )
 
 from semsearch.config import Settings
-from semsearch.defs.definitions import PIPELINE_JOB
+from semsearch.defs.definitions import PIPELINE_JOB, console_run_config
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.vector_index import VectorIndex
 
@@ -85,7 +85,7 @@ def temp_instance(root: Path, **kwargs: object) -> Iterator[DagsterInstance]:
         yield instance
 
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = console_run_config()
 
 
 def run_day(defs: Definitions, instance: DagsterInstance, day: date, **kwargs):

@@ -20,6 +20,7 @@ from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 from dagster._time import get_current_timestamp
 
+from semsearch.defs.definitions import console_run_config
 from semsearch.defs.sensors import PIPELINE_JOB
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def run_in_process(
     for run_id in release_dead_runs(instance):
         log.warning("run %s was killed mid-way; marked failed, its pool slots freed", run_id)
     job = defs.resolve_job_def(PIPELINE_JOB)
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_config = console_run_config(log_level)
     tags = {"semsearch/backfill": "in-process", PID_TAG: str(os.getpid())}
     outcomes = []
     for day in days:

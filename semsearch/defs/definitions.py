@@ -19,7 +19,19 @@ from semsearch.defs.resources import EmbeddingResource, PipelineResource, Storag
 from semsearch.defs.sensors import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_sensors
 from semsearch.defs.sources import build_source_asset
 
-__all__ = ["INGEST_JOB", "PIPELINE_JOB", "SOURCE_JOB", "build_definitions", "daily_partitions"]
+__all__ = [
+    "INGEST_JOB",
+    "PIPELINE_JOB",
+    "SOURCE_JOB",
+    "build_definitions",
+    "console_run_config",
+    "daily_partitions",
+]
+
+
+def console_run_config(log_level: str = "WARNING") -> dict:
+    """Run config for a run started from the command line: the console log at `log_level`."""
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
 def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
