@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 ENV_PREFIX = "SEMSEARCH_"
+MIN_RETENTION_HOURS = 24
 # Field type (a string: annotations are postponed) -> parser and how to name it in errors.
 _NUMBER_TYPES = {"int": (int, "a whole number"), "float": (float, "a number")}
 
@@ -96,7 +97,7 @@ class Settings:
     # version younger than the retention needs. Time travel reaches back this far; a reader
     # slower than it can fail, so keep it well above the longest run.
     maintenance_cron: str = "0 3 * * *"  # UTC; the schedule of the maintain_storage job
-    maintenance_retention_hours: int = 168
+    maintenance_retention_hours: int = 168  # at least 24
 
     @property
     def home_path(self) -> Path:
@@ -166,10 +167,12 @@ class Settings:
                     f"SEMSEARCH_MISSING_DATE_POLICY={self.missing_date_policy!r}: use 'reject', "
                     "'file_mtime' or an ISO date"
                 ) from None
-        if self.maintenance_retention_hours < 0:
+        if self.maintenance_retention_hours < MIN_RETENTION_HOURS:
+            # Runs, checks and searches read a table's snapshot while maintenance may run.
             raise ValueError(
                 f"SEMSEARCH_MAINTENANCE_RETENTION_HOURS={self.maintenance_retention_hours} "
-                "must be >= 0"
+                f"must be >= {MIN_RETENTION_HOURS}: files of older versions may still be read "
+                "by a run, check or search that started before them"
             )
         self._validate_embedding_api()
 

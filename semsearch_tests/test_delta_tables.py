@@ -7,6 +7,8 @@ from datetime import date, timedelta
 
 import polars as pl
 import pyarrow as pa
+import pytest
+from deltalake.exceptions import DeltaError
 
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import PARTITION_COLUMN
@@ -22,6 +24,8 @@ import sys, time
 from datetime import date
 from pathlib import Path
 import pyarrow as pa
+import pytest
+from deltalake.exceptions import DeltaError
 from semsearch.storage.delta import DeltaTables
 from semsearch_tests.test_delta_tables import SCHEMA, day_rows
 root, mode, day, go = sys.argv[1], sys.argv[2], date.fromisoformat(sys.argv[3]), Path(sys.argv[4])
@@ -66,12 +70,17 @@ def test_writers_racing_to_create_a_table_all_keep_their_partition(tmp_path):
         assert rows["id"].n_unique() == rows.height, mode
 
 
-def test_replacing_a_partition_of_a_new_table_creates_it_with_only_that_partition(tmp_path):
-    tables, day = DeltaTables(tmp_path), date(2026, 11, 1)
-    tables.replace_partition("docs", day, day_rows(day), SCHEMA)
-    tables.replace_partition("docs", day, day_rows(day), SCHEMA)
-    assert tables.read_partition("docs", day, SCHEMA).height == ROWS_PER_DAY
+def test_replacing_a_partition_touches_no_other_and_refuses_rows_outside_it(tmp_path):
+    tables, first, second = DeltaTables(tmp_path), date(2026, 11, 1), date(2026, 11, 2)
+    tables.replace_partition("docs", first, day_rows(first), SCHEMA)  # creates the table
+    tables.replace_partition("docs", second, day_rows(second), SCHEMA)
+    tables.replace_partition("docs", first, day_rows(first).slice(0, 2), SCHEMA)
+    assert tables.read_partition("docs", first, SCHEMA).height == 2
+    assert tables.read_partition("docs", second, SCHEMA).height == ROWS_PER_DAY
     assert tables.table("docs").metadata().partition_columns == [PARTITION_COLUMN]
+    with pytest.raises(DeltaError, match="failed validation"):
+        tables.replace_partition("docs", first, day_rows(second), SCHEMA)
+    assert tables.scan("docs", SCHEMA).collect().height == 2 + ROWS_PER_DAY
 
 
 def test_an_empty_append_still_creates_the_table(tmp_path):

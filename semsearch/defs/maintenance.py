@@ -5,6 +5,7 @@
 from dagster import (
     DagsterInvalidDefinitionError,
     DefaultScheduleStatus,
+    Failure,
     JobDefinition,
     OpExecutionContext,
     Output,
@@ -24,15 +25,16 @@ MAINTENANCE_JOB = "maintain_storage"
 
 def maintenance_metadata(report: StorageMaintenance) -> dict[str, object]:
     rows = [
-        [t.table, t.files_before, t.files_after, t.files_compacted, t.files_vacuumed, t.skipped]
+        [t.table, t.files_before, t.files_after, t.files_compacted, t.files_vacuumed, t.problem]
         for t in report.delta
     ]
-    header = ["table", "live files before", "after", "compacted", "vacuumed", "skipped"]
+    header = ["table", "live files before", "after", "compacted", "vacuumed", "problem"]
     return {
         "tables": markdown_table(rows, header),
         "files_vacuumed": sum(t.files_vacuumed for t in report.delta),
         "files_compacted": sum(t.files_compacted for t in report.delta),
-        "tables_skipped": sum(bool(t.skipped) for t in report.delta),
+        "tables_failed": len(report.failures),
+        "compactions_skipped": sum(bool(t.problem) and not t.failed for t in report.delta),
         "index_versions_before": report.index_versions_before,
         "index_versions_after": report.index_versions_after,
     }
@@ -57,6 +59,9 @@ def build_maintenance_job(retention_hours: int) -> JobDefinition:
             report.index_versions_before,
             report.index_versions_after,
         )
+        if report.failures:
+            failed = ", ".join(f"{t.table} ({t.problem})" for t in report.failures)
+            raise Failure(description=f"maintenance failed for {failed}", metadata=metadata)
         return Output(None, metadata=metadata)
 
     @job(name=MAINTENANCE_JOB, description="Storage maintenance: compaction and vacuum.")
