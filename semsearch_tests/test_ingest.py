@@ -22,6 +22,7 @@ from semsearch.storage.schemas import (
     REJECTED_RECORDS,
     REJECTED_TABLE,
 )
+from semsearch_tests.ops_support import write_jsonl
 
 FIRST_DAY = date(2024, 1, 1)
 
@@ -171,3 +172,24 @@ def test_latest_landed_version_of_a_document_wins_within_a_day(tables, landing):
     bronze.ingest_landing(landing, tables, parser())
     day = bronze.read_day(tables, date(2024, 1, 2))
     assert day["text"].to_list() == ["updated text"]
+
+
+def test_a_document_landed_again_under_another_date_moves_to_that_day(tables, landing):
+    day_two, day_three = date(2024, 1, 2), date(2024, 1, 3)
+    write_jsonl(landing / "1.jsonl", [good(1), good(2)])
+    bronze.ingest_landing(landing, tables, parser())
+    version = tables.version(BRONZE_TABLE)
+    write_jsonl(landing / "2.jsonl", [good(1, day=3) | {"text": "re-dated"}])
+    bronze.ingest_landing(landing, tables, parser())
+    assert bronze.read_day(tables, day_two)["doc_id"].to_list() == ["d2"]
+    assert bronze.read_day(tables, day_three)["text"].to_list() == ["re-dated"]
+    # Both days changed, though only day three's files did.
+    assert bronze.days_sharing_documents(tables, {day_three}, version) == {day_two}
+    # Moved back (its file re-landed without it): day two holds it again, found through the
+    # version before, when day three still held it.
+    version = tables.version(BRONZE_TABLE)
+    write_jsonl(landing / "2.jsonl", [good(3, day=3)])
+    bronze.ingest_landing(landing, tables, parser())
+    assert bronze.read_day(tables, day_two)["doc_id"].to_list() == ["d1", "d2"]
+    assert bronze.days_sharing_documents(tables, {day_three}, version) == {day_two}
+    assert bronze.days_sharing_documents(tables, {day_three}) == set()

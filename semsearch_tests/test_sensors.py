@@ -86,7 +86,7 @@ def test_files_already_older_than_the_settle_time_are_requested_on_the_first_tic
         assert len(requests(tick(defs, instance, "landing_sensor"))) == 1
 
 
-def test_bronze_sensor_requests_exactly_the_days_a_file_touched_and_left(tmp_path):
+def test_bronze_sensor_requests_exactly_the_days_a_file_touched_left_or_took_from(tmp_path):
     settings = ops_settings(tmp_path)
     defs = build_definitions(settings)
     records = sample_records(DAYS[:2], 3)
@@ -110,6 +110,15 @@ def test_bronze_sensor_requests_exactly_the_days_a_file_touched_and_left(tmp_pat
         ingest.execute_in_process(instance=instance, run_config=QUIET)
         second = tick(defs, instance, "bronze_sensor", first.cursor)
         assert days_of(second) == ["2026-11-04", "2026-11-05"]
+
+        # Another file re-dates one document of 2026-11-03: only 2026-11-05's files change, but
+        # the document leaves 2026-11-03, so that day runs again too.
+        kept = next(r for r in records if r["created_at"].startswith("2026-11-03"))
+        redated = kept | {"created_at": kept["created_at"].replace("2026-11-03", "2026-11-05")}
+        write_jsonl(settings.landing_path / "b.jsonl", [redated])
+        ingest.execute_in_process(instance=instance, run_config=QUIET)
+        third = tick(defs, instance, "bronze_sensor", second.cursor)
+        assert days_of(third) == ["2026-11-03", "2026-11-05"]
 
 
 def _tickets(rows: list[dict]) -> pa.Table:

@@ -42,7 +42,12 @@ from semsearch.config import Settings
 from semsearch.defs.checks import FRESHNESS, INDEX, QualityResource, freshness_outcome
 from semsearch.defs.checks import freshness_result as freshness_fields
 from semsearch.defs.resources import StorageResource
-from semsearch.storage.bronze import file_sha256, landing_files, read_day
+from semsearch.storage.bronze import (
+    days_sharing_documents,
+    file_sha256,
+    landing_files,
+    read_day,
+)
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.history import file_changes, table_version
 from semsearch.storage.schemas import BRONZE_TABLE, DOCUMENTS, LANDED_FILES, LANDED_TABLE, RAW_TABLE
@@ -167,8 +172,10 @@ def day_is_current(tables: DeltaTables, day: date) -> bool:
 def changed_bronze_days(
     tables: DeltaTables, since: int | None, until: int, first: date
 ) -> list[date]:
-    """Days whose bronze files changed between the versions and whose documents differ."""
+    """Days whose bronze files changed between the versions, or that share a document with
+    such a day (it may have moved between them), and whose documents differ."""
     days = file_changes(tables.uri(BRONZE_TABLE), since, until).days
+    days |= days_sharing_documents(tables, days, since)
     in_range = [d for d in sorted(days) if first <= d <= _last_partition_day()]
     return [d for d in in_range if not day_is_current(tables, d)]
 

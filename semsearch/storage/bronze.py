@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+from deltalake.exceptions import DeltaError
 
 from semsearch.core.ingest import RecordParser, UnparseableFileError, is_landing_file, parse_file
 from semsearch.storage.delta import DeltaTables, sql_string
@@ -23,6 +24,7 @@ from semsearch.storage.schemas import (
     DOCUMENTS,
     LANDED_FILES,
     LANDED_TABLE,
+    PARTITION_COLUMN,
     REJECTED_RECORDS,
     REJECTED_TABLE,
 )
@@ -179,14 +181,73 @@ def _record_landed(
     )
 
 
+# The order in which versions of a document landed: the last one is the document.
+LANDING_ORDER = ("ingested_at", "source_file", "source_row")
+
+
 def read_day(tables: DeltaTables, day: date) -> pl.DataFrame:
-    """The day's documents, one row per doc id: the most recently landed version wins."""
-    bronze = tables.read_partition(BRONZE_TABLE, day, DOCUMENTS)
-    return (
-        bronze.sort(["ingested_at", "source_file", "source_row"], descending=True)
+    """The day's documents, one row per doc id: the most recently landed version wins.
+
+    That holds across days too: a document landed again with another date has moved there,
+    and this day no longer holds it (else it would be indexed and themed twice).
+    """
+    latest = (
+        tables.read_partition(BRONZE_TABLE, day, DOCUMENTS)
+        .sort(LANDING_ORDER, descending=True)
         .unique(subset=["doc_id"], keep="first", maintain_order=True)
-        .sort("doc_id")
     )
+    moved = _landed_later_on_other_days(tables, day, latest)
+    return latest.filter(~pl.col("doc_id").is_in(moved)).sort("doc_id")
+
+
+def _landed_later_on_other_days(tables: DeltaTables, day: date, docs: pl.DataFrame) -> list[str]:
+    if docs.is_empty():
+        return []
+    elsewhere = (
+        tables.scan(BRONZE_TABLE, DOCUMENTS)
+        .filter(pl.col(PARTITION_COLUMN) != day)
+        .join(docs.lazy().select("doc_id"), on="doc_id", how="semi")
+        .select("doc_id", *LANDING_ORDER)
+        .collect()
+    )
+    pairs = docs.select("doc_id", *LANDING_ORDER).join(elsewhere, on="doc_id", suffix="_there")
+    return pairs.filter(_landed_after(LANDING_ORDER, "_there"))["doc_id"].unique().to_list()
+
+
+def _landed_after(columns: tuple[str, ...], suffix: str) -> pl.Expr:
+    """Rows whose `<column><suffix>` values come after their `<column>` values, in order."""
+    later = pl.lit(False)
+    for column in reversed(columns):
+        there, here = pl.col(column + suffix), pl.col(column)
+        later = (there > here) | ((there == here) & later)
+    return later
+
+
+def days_sharing_documents(
+    tables: DeltaTables, days: set[date], since_version: int | None = None
+) -> set[date]:
+    """Other days holding a version of a document that `days` hold now or held at
+    `since_version`: when a document moves between days, both days change."""
+    if not days:
+        return set()
+    on_days = pl.col(PARTITION_COLUMN).is_in(sorted(days))
+    ids = [tables.scan(BRONZE_TABLE, DOCUMENTS).filter(on_days).select("doc_id")]
+    if since_version is not None:
+        try:
+            before = tables.scan(BRONZE_TABLE, DOCUMENTS, since_version).filter(on_days)
+            ids.append(before.select("doc_id").collect().lazy())
+        except DeltaError as error:  # that version's log is cleaned up: only what is there now
+            log.warning("bronze version %s is gone (%s)", since_version, error)
+    moved_ids = pl.concat(ids).unique()
+    other_days = (
+        tables.scan(BRONZE_TABLE, DOCUMENTS)
+        .filter(~on_days)
+        .join(moved_ids, on="doc_id", how="semi")
+        .select(PARTITION_COLUMN)
+        .unique()
+        .collect()
+    )
+    return set(other_days[PARTITION_COLUMN].to_list())
 
 
 def rejected_count(tables: DeltaTables, source_files: list[str]) -> int:

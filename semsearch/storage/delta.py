@@ -131,11 +131,12 @@ class DeltaTables:
             return 0
         return int(table.delete(predicate).get("num_deleted_rows", 0))
 
-    def scan(self, name: str, schema: pa.Schema) -> pl.LazyFrame:
-        """A lazy scan of the table, or an empty frame of its schema if it does not exist yet."""
+    def scan(self, name: str, schema: pa.Schema, version: int | None = None) -> pl.LazyFrame:
+        """A lazy scan of the table (at `version`, default the latest), or an empty frame of its
+        schema if it does not exist yet."""
         if not self.exists(name):
             return pl.from_arrow(schema.empty_table()).lazy()
-        return pl.scan_delta(self.uri(name), storage_options=self.storage_options)
+        return pl.scan_delta(self.uri(name), version=version, storage_options=self.storage_options)
 
     def read_partition(self, name: str, day: date, schema: pa.Schema) -> pl.DataFrame:
         return self.read_days(name, day, day, schema)
