@@ -209,7 +209,8 @@ def build_pipeline_assets(
         "`embedding_cache` and never requested again. A chunk that cannot be embedded gets a row "
         "in `embedding_dead_letter` instead of a vector; re-materializing its day retries it "
         "first and removes the row on success. An endpoint refusing every request (key, "
-        "permission, model, quota) fails the run and writes nothing.",
+        "permission, model, quota) fails the run and leaves the day's tables as they were; "
+        "vectors paid for before the refusal are kept in the cache.",
     )
     def embeddings(
         context: AssetExecutionContext, storage: StorageResource, embedder: EmbeddingResource
