@@ -84,3 +84,17 @@ def test_ann_index_is_built_past_the_threshold_and_keeps_recall_high(tmp_path, v
     approximate = [index.search(q, 10, None, params)["chunk_id"].to_pylist() for q in queries]
     exact = [index.search(q, 10, None, params, exact=True)["chunk_id"].to_pylist() for q in queries]
     assert recall_at_k(approximate, exact, 10) >= 0.9
+
+
+def test_a_writer_that_loses_the_race_to_create_the_table_merges_into_it(tmp_path, vectors):
+    late = VectorIndex(str(tmp_path))
+    VectorIndex(str(tmp_path)).replace_partition(DAYS[0], rows(vectors[:3], DAYS[0]), "local/test")
+    looks = []
+
+    def table_as_seen():  # the late writer's first look came before the other's create
+        looks.append(1)
+        return None if len(looks) == 1 else VectorIndex.table(late)
+
+    late.table = table_as_seen
+    late.replace_partition(DAYS[1], rows(vectors[:4], DAYS[1]), "local/test")
+    assert VectorIndex(str(tmp_path)).count_rows() == 7

@@ -110,8 +110,15 @@ class VectorIndex:
         """Make the index's rows for `day` exactly `rows`, in one commit."""
         table = self.table()
         if table is None:
-            table = self._db.create_table(self.table_name, rows, mode="create")
-            return WriteStats(rows.num_rows, 0, 0, table.count_rows())
+            try:
+                table = self._db.create_table(self.table_name, rows, mode="create")
+                return WriteStats(rows.num_rows, 0, 0, table.count_rows())
+            except ValueError:
+                # Another writer created it first (the LanceDB pool normally prevents that):
+                # merge into theirs.
+                table = self.table()
+                if table is None:
+                    raise
         self.check_model(model_id)
         result = (
             table.merge_insert("chunk_id")
