@@ -203,10 +203,10 @@ def read_day(tables: DeltaTables, day: date) -> pl.DataFrame:
 def _landed_later_on_other_days(tables: DeltaTables, day: date, docs: pl.DataFrame) -> list[str]:
     if docs.is_empty():
         return []
+    other_days = pl.col(PARTITION_COLUMN) != day
     elsewhere = (
-        tables.scan(BRONZE_TABLE, DOCUMENTS)
-        .filter(pl.col(PARTITION_COLUMN) != day)
-        .join(docs.lazy().select("doc_id"), on="doc_id", how="semi")
+        _versions_of(tables, docs.lazy().select("doc_id"))
+        .filter(other_days)
         .select("doc_id", *LANDING_ORDER)
         .collect()
     )
@@ -238,16 +238,14 @@ def days_sharing_documents(
             ids.append(before.select("doc_id").collect().lazy())
         except DeltaError as error:  # that version's log is cleaned up: only what is there now
             log.warning("bronze version %s is gone (%s)", since_version, error)
-    moved_ids = pl.concat(ids).unique()
-    other_days = (
-        tables.scan(BRONZE_TABLE, DOCUMENTS)
-        .filter(~on_days)
-        .join(moved_ids, on="doc_id", how="semi")
-        .select(PARTITION_COLUMN)
-        .unique()
-        .collect()
-    )
+    versions = _versions_of(tables, pl.concat(ids).unique()).filter(~on_days)
+    other_days = versions.select(PARTITION_COLUMN).unique().collect()
     return set(other_days[PARTITION_COLUMN].to_list())
+
+
+def _versions_of(tables: DeltaTables, ids: pl.LazyFrame) -> pl.LazyFrame:
+    """Every bronze row, on any day, of the documents whose `doc_id`s `ids` holds."""
+    return tables.scan(BRONZE_TABLE, DOCUMENTS).join(ids, on="doc_id", how="semi")
 
 
 def rejected_count(tables: DeltaTables, source_files: list[str]) -> int:
