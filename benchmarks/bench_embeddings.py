@@ -41,9 +41,9 @@ from dagster import DagsterInstance, materialize
 
 from semsearch.config import Settings
 from semsearch.core.embedding import LocalBackend
-from semsearch.defs.assets import bronze_documents, build_pipeline_assets
 from semsearch.defs.definitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
+from semsearch.defs.stages import bronze_documents, build_pipeline_assets
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import CHUNKS
 

@@ -1,7 +1,8 @@
 """semsearch: semantic search and themes over free text, as a date-partitioned Dagster pipeline.
 
-`semsearch.search`, `semsearch.themes` and `semsearch.theme_assignments` are the Python API; they
-are imported lazily so that `semsearch.core` stays free of Dagster.
+`semsearch.search`, `semsearch.themes` and `semsearch.theme_assignments` are the Python API (the
+query path lives in `semsearch.query`, which needs no Dagster); they are imported lazily so that
+importing `semsearch.core` stays light.
 """
 
 _API = ("SearchHit", "ThemeSummary", "search", "theme_assignments", "themes")
@@ -10,7 +11,7 @@ __all__ = list(_API)
 
 def __getattr__(name: str):
     if name in _API:
-        from semsearch import api
+        from semsearch import query
 
-        return getattr(api, name)
+        return getattr(query, name)
     raise AttributeError(f"module 'semsearch' has no attribute {name!r}")

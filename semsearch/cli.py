@@ -49,7 +49,7 @@ def _print_themes(themes, limit: int | None = None) -> None:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from semsearch.api import search
+    from semsearch.query import search
 
     hits = search(
         args.query,
@@ -64,7 +64,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_themes(args: argparse.Namespace, settings: Settings) -> int:
-    from semsearch.api import themes
+    from semsearch.query import themes
 
     found = themes(args.day, settings=settings)
     if not found:
@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from semsearch.api import search, themes
+    from semsearch.query import search, themes
     from semsearch.runner import open_instance, run_pipeline
 
     landing = settings.landing_path

@@ -15,6 +15,8 @@ from datetime import date
 from pathlib import Path
 
 ENV_PREFIX = "SEMSEARCH_"
+# The embedding API key is no setting: it never enters Settings, run config, logs or metadata.
+OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
 MIN_RETENTION_HOURS = 24
 # Field type (a string: annotations are postponed) -> parser and how to name it in errors.
 _NUMBER_TYPES = {"int": (int, "a whole number"), "float": (float, "a number")}
@@ -98,6 +100,11 @@ class Settings:
     # slower than it can fail, so keep it well above the longest run.
     maintenance_cron: str = "0 3 * * *"  # UTC; the schedule of the maintain_storage job
     maintenance_retention_hours: int = 168  # at least 24
+
+    @staticmethod
+    def openai_api_key(environ: Mapping[str, str] | None = None) -> str:
+        """The key for the openai backend outside a Dagster run (inside one, an EnvVar)."""
+        return (os.environ if environ is None else environ).get(OPENAI_KEY_VARIABLE, "")
 
     @property
     def home_path(self) -> Path:

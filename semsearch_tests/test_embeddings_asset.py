@@ -20,9 +20,9 @@ from semsearch.config import ENV_PREFIX, Settings
 from semsearch.core.embedding import embed_with_cache
 from semsearch.core.ids import embedding_cache_key
 from semsearch.core.openai_backend import EmbeddingConfigError, OpenAIBackend
-from semsearch.defs.assets import bronze_documents, build_pipeline_assets
 from semsearch.defs.definitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
+from semsearch.defs.stages import bronze_documents, build_pipeline_assets
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.embedding_store import (
     DeltaVectorCache,

@@ -12,8 +12,8 @@ import logging
 import pytest
 from dagster import DagsterInstance
 
-from semsearch.api import search
 from semsearch.config import Settings
+from semsearch.query import search
 from semsearch.runner import run_pipeline
 from semsearch_tests.conftest import write_jsonl
 

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance
 
-from semsearch.api import search, theme_assignments, themes
 from semsearch.config import Settings
+from semsearch.query import search, theme_assignments, themes
 from semsearch.runner import run_pipeline
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import CHUNKS, DOCUMENTS, EMBEDDINGS, THEME_ASSIGNMENTS

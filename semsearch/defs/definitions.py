@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dagster import (
     AssetSelection,
-    DailyPartitionsDefinition,
     Definitions,
     define_asset_job,
     in_process_executor,
@@ -12,12 +11,13 @@ from dagster import (
 
 from semsearch.config import Settings
 from semsearch.defs.alerts import AlertsResource, build_alert_sensor
-from semsearch.defs.assets import bronze_documents, build_pipeline_assets
 from semsearch.defs.checks import QualityResource, build_checks
 from semsearch.defs.maintenance import build_maintenance_job, build_maintenance_schedule
+from semsearch.defs.partitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.defs.sensors import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_sensors
 from semsearch.defs.sources import build_source_asset
+from semsearch.defs.stages import bronze_documents, build_pipeline_assets
 
 __all__ = [
     "INGEST_JOB",
@@ -32,12 +32,6 @@ __all__ = [
 def console_run_config(log_level: str = "WARNING") -> dict:
     """Run config for a run started from the command line: the console log at `log_level`."""
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
-
-
-def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
-    # end_offset=1: today's partition exists, so data landing today can be processed (and
-    # re-processed once the day is complete).
-    return DailyPartitionsDefinition(start_date=settings.partitions_start, end_offset=1)
 
 
 def build_definitions(settings: Settings) -> Definitions:

@@ -14,8 +14,8 @@ from dagster import (
     op,
 )
 
-from semsearch.defs.assets import LANCEDB_POOL
 from semsearch.defs.metadata import markdown_table
+from semsearch.defs.partitions import LANCEDB_POOL
 from semsearch.defs.resources import StorageResource
 from semsearch.storage.maintenance import StorageMaintenance, maintain_storage
 from semsearch.storage.schemas import ALL_TABLES

@@ -14,9 +14,10 @@ from datetime import date
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import PrivateAttr
 
-from semsearch.config import Settings
+from semsearch.config import OPENAI_KEY_VARIABLE, Settings
+from semsearch.core.backends import build_backend
 from semsearch.core.chunking import ChunkSpec
-from semsearch.core.embedding import EmbeddingBackend, LocalBackend
+from semsearch.core.embedding import EmbeddingBackend
 from semsearch.core.ingest import ColumnMapping, DatePolicy, RecordParser
 from semsearch.core.themes import ThemeParams
 from semsearch.storage.delta import DeltaTables
@@ -135,7 +136,7 @@ class EmbeddingResource(ConfigurableResource):
         if settings.embedding_backend != "openai":
             return cls(**common)
         api = {n: getattr(settings, n) for n in cls.model_fields if hasattr(settings, n)}
-        return cls(**common, **api, openai_api_key=EnvVar("OPENAI_API_KEY"))
+        return cls(**common, **api, openai_api_key=EnvVar(OPENAI_KEY_VARIABLE))
 
     def get_backend(self) -> EmbeddingBackend:
         if self._backend is None:
@@ -171,33 +172,15 @@ class EmbeddingResource(ConfigurableResource):
                 logger.removeHandler(handler)
 
     def _build_backend(self) -> EmbeddingBackend:
-        if self.backend == "local":
-            return LocalBackend(batch_size=self.batch_size)
-        if self.backend == "openai":
-            return self._openai_backend()
-        raise ValueError(f"unknown embedding backend {self.backend!r}: use 'local' or 'openai'")
-
-    def _openai_backend(self) -> EmbeddingBackend:
-        from semsearch.core.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(
-            model=self.model,
-            api_key=self._api_key(),
-            base_url=self.openai_base_url or None,
-            azure_api_version=self.openai_api_version or None,
-            dimensions=self.openai_dimensions or None,
-            dimension=self.openai_expected_dimension or None,
-            timeout=self.openai_timeout_seconds,
-            concurrency=self.openai_concurrency,
-            max_attempts=self.openai_max_attempts,
-            initial_wait=self.openai_initial_wait_seconds,
-            max_wait_seconds=self.openai_max_wait_seconds,
-            max_total_seconds=self.openai_max_total_seconds,
-            requests_per_minute=self.openai_requests_per_minute,
-            tokens_per_minute=self.openai_tokens_per_minute,
-            max_input_tokens=self.openai_max_input_tokens,
-            max_inputs_per_request=self.openai_max_inputs_per_request,
+        api = {n: getattr(self, n) for n in type(self).model_fields if n.startswith("openai_")}
+        api.pop("openai_api_key")
+        settings = Settings(
+            embedding_backend=self.backend,
+            embedding_model=self.model,
+            embedding_batch_size=self.batch_size,
+            **api,
         )
+        return build_backend(settings, self._api_key())
 
     def _api_key(self) -> str:
         key = self.openai_api_key

@@ -1,0 +1,55 @@
+"""What every daily stage shares: the partitions, the backfill policy, groups and pools."""
+
+import warnings
+from collections.abc import Callable
+from datetime import date
+
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    BetaWarning,
+    DailyPartitionsDefinition,
+    MetadataValue,
+    asset,
+)
+
+from semsearch.config import Settings
+from semsearch.defs.resources import StorageResource
+
+INGEST, PIPELINE = "ingest", "semsearch"
+
+# One day per run: each day's checks are recorded for that day and block only that day, and the
+# asset bodies work a day at a time. Throughput comes from concurrent runs, bounded by pools.
+DAILY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=1)
+# Instance pools (limits in dagster.yaml / `dagster instance concurrency set`): embedding calls
+# share a bounded pool; the LanceDB index has a single writer; UMAP runs one window at a time.
+EMBEDDING_POOL = "semsearch_embedding"
+LANCEDB_POOL = "semsearch_lancedb"
+THEMES_POOL = "semsearch_themes"
+
+
+def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
+    # end_offset=1: today's partition exists, so data landing today can be processed (and
+    # re-processed once the day is complete).
+    return DailyPartitionsDefinition(start_date=settings.partitions_start, end_offset=1)
+
+
+def daily_asset(**kwargs: object) -> Callable[..., AssetsDefinition]:
+    """`@asset` for a daily asset of the pipeline group: one day per backfill run.
+
+    No step retry policy: commit races are retried where they happen (`DeltaTables`), and
+    retrying a whole step would only repeat a deterministic error three times.
+    """
+    with warnings.catch_warnings():
+        # Backfill policies are beta in dagster 1.13; used deliberately, so not warned about.
+        warnings.filterwarnings("ignore", "Parameter `backfill_policy`", BetaWarning)
+        return asset(backfill_policy=DAILY_BACKFILL, group_name=PIPELINE, **kwargs)
+
+
+def partition_day(context: AssetExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+def table_metadata(storage: StorageResource, name: str) -> dict:
+    return {"table": MetadataValue.path(storage.tables().uri(name))}

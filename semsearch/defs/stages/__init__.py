@@ -1,0 +1,32 @@
+"""The pipeline's stages, one module each: the asset, its metadata and its wiring.
+
+landing files → bronze_documents → raw_documents → chunks → embeddings → vector_index → themes
+"""
+
+from collections.abc import Sequence
+
+from dagster import AssetsDefinition, DailyPartitionsDefinition
+
+from semsearch.defs.stages.chunks import build_chunks
+from semsearch.defs.stages.documents import build_raw_documents
+from semsearch.defs.stages.embeddings import build_embeddings
+from semsearch.defs.stages.index import build_vector_index
+from semsearch.defs.stages.ingest import bronze_documents
+from semsearch.defs.stages.themes import build_themes
+
+__all__ = ["bronze_documents", "build_pipeline_assets"]
+
+
+def build_pipeline_assets(
+    partitions: DailyPartitionsDefinition,
+    theme_window_days: int,
+    sources: Sequence[AssetsDefinition] = (),
+) -> list[AssetsDefinition]:
+    """The date-partitioned assets, in pipeline order; the theme window shapes the themes' deps."""
+    return [
+        build_raw_documents(partitions, sources),
+        build_chunks(partitions),
+        build_embeddings(partitions),
+        build_vector_index(partitions),
+        build_themes(partitions, theme_window_days),
+    ]

@@ -1,0 +1,110 @@
+"""Stage 3: a vector per chunk, served from the cache when the text was embedded before."""
+
+import numpy as np
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    DailyPartitionsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+)
+
+from semsearch.core.embedding import embed_with_cache
+from semsearch.core.ids import embedding_cache_key
+from semsearch.core.openai_backend import EmbeddingConfigError
+from semsearch.defs.metadata import StageTimer
+from semsearch.defs.partitions import EMBEDDING_POOL, daily_asset, partition_day, table_metadata
+from semsearch.defs.resources import EmbeddingResource, StorageResource
+from semsearch.storage.embedding_store import (
+    DeltaVectorCache,
+    embeddings_table,
+    read_dead_letters,
+    record_dead_letters,
+)
+from semsearch.storage.schemas import (
+    CHUNKS,
+    CHUNKS_TABLE,
+    DEAD_LETTER_TABLE,
+    EMBEDDINGS,
+    EMBEDDINGS_TABLE,
+)
+
+
+def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+    @daily_asset(
+        name=EMBEDDINGS_TABLE,
+        partitions_def=partitions,
+        deps=[CHUNKS_TABLE],
+        pool=EMBEDDING_POOL,
+        kinds={"deltalake", "pytorch"},
+        description="A vector per chunk from the configured embedding model, with model id and "
+        "dimension. Text already embedded (same model, dimensions and exact text) is served from "
+        "`embedding_cache` and never requested again. A chunk that cannot be embedded gets a row "
+        "in `embedding_dead_letter` instead of a vector; re-materializing its day retries it "
+        "first and removes the row on success. An endpoint refusing every request (key, "
+        "permission, model, quota) fails the run and leaves the day's tables as they were; "
+        "vectors paid for before the refusal are kept in the cache.",
+    )
+    def embeddings(
+        context: AssetExecutionContext, storage: StorageResource, embedder: EmbeddingResource
+    ) -> MaterializeResult:
+        """One row per chunk of the day minus the day's current dead letters.
+
+        Dead letters are retried by their own day's run only: a run writes exactly its own
+        partition, so recovering another day's chunk here could not store its vector where it
+        belongs. Days with dead letters are found with `dead_letter_count` and re-materialized.
+        """
+        day, tables, timer = partition_day(context), storage.tables(), StageTimer()
+        backend = embedder.get_backend()
+        retry_first = set(read_dead_letters(tables, day)["chunk_id"].to_list())
+        # The previous run's failures are sent first, so a run cut short by a rate limit or a
+        # quota spends what it had on the oldest gaps.
+        chunk_rows = tables.read_partition(CHUNKS_TABLE, day, CHUNKS).sort(
+            pl.col("chunk_id").is_in(list(retry_first)).not_(), "chunk_id"
+        )
+        chunk_ids, texts = chunk_rows["chunk_id"].to_list(), chunk_rows["text"].to_list()
+        keys = [embedding_cache_key(backend.model_id, backend.dimension, t) for t in texts]
+        cache = DeltaVectorCache(tables, backend.model_id, backend.dimension)
+        with timer.step("embed"), embedder.logs_to(context.log):
+            try:
+                outcome = embed_with_cache(texts, keys, backend, cache)
+            except EmbeddingConfigError as error:
+                # Every further request would fail alike: stop before any table is touched.
+                raise Failure(description=str(error), allow_retries=False) from error
+        embedded = [v for v in outcome.vectors if v is not None]
+        vectors = np.stack(embedded) if embedded else np.zeros((0, backend.dimension), np.float32)
+        # Typed: on a day without chunks an untyped empty mask is Null, which `filter` refuses.
+        embedded_mask = pl.Series([v is not None for v in outcome.vectors], dtype=pl.Boolean)
+        rows = chunk_rows.filter(embedded_mask)
+        table = embeddings_table(rows, vectors, day, backend.model_id, backend.dimension)
+        with timer.step("write"):
+            # Dead letters first: should the second commit fail, a chunk may lack its vector but
+            # never the row saying why.
+            record_dead_letters(tables, day, backend.model_id, chunk_ids, outcome.failures)
+            tables.replace_partition(EMBEDDINGS_TABLE, day, table, EMBEDDINGS)
+        summary = outcome.summary()
+        retried = retry_first.intersection(chunk_ids)
+        failed = {chunk_ids[f.index] for f in outcome.failures}
+        return MaterializeResult(
+            metadata={
+                "rows": table.num_rows,
+                "chunks": len(chunk_ids),
+                "model_id": backend.model_id,
+                "dimension": backend.dimension,
+                **summary,
+                "retry_reasons": MetadataValue.json(summary["retry_reasons"]),
+                "failures_by_class": MetadataValue.json(summary["failures_by_class"]),
+                "estimated_cost_usd": embedder.estimated_cost(outcome.stats.tokens),
+                "dead_letters": len(failed),
+                "dead_letters_retried": len(retried),
+                "dead_letters_recovered": len(retried - failed),
+                "chunks_per_second": round(len(texts) / max(timer.seconds["embed"], 1e-9), 1),
+                **table_metadata(storage, EMBEDDINGS_TABLE),
+                **table_metadata(storage, DEAD_LETTER_TABLE),
+                **timer.metadata(),
+            }
+        )
+
+    return embeddings

@@ -1,0 +1,96 @@
+"""Stage 4: the LanceDB index, one atomic replace of the day's rows per run."""
+
+from datetime import date
+
+import polars as pl
+import pyarrow as pa
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    DailyPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+)
+
+from semsearch.core.filters import metadata_tags
+from semsearch.defs.metadata import StageTimer
+from semsearch.defs.partitions import LANCEDB_POOL, daily_asset, partition_day
+from semsearch.defs.resources import PipelineResource, StorageResource
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.schemas import (
+    CHUNKS,
+    CHUNKS_TABLE,
+    DOCUMENTS,
+    EMBEDDINGS,
+    EMBEDDINGS_TABLE,
+    RAW_TABLE,
+)
+from semsearch.storage.vector_index import WriteStats, index_schema
+
+
+def build_vector_index(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+    @daily_asset(
+        name="vector_index",
+        partitions_def=partitions,
+        deps=[EMBEDDINGS_TABLE, CHUNKS_TABLE, RAW_TABLE],
+        pool=LANCEDB_POOL,
+        kinds={"lancedb"},
+        description="The LanceDB vector index (cosine): one row per chunk with text, doc id, date "
+        "and metadata. A run replaces exactly its day's rows in one commit; past a size threshold "
+        "an IVF-HNSW-SQ index is built and kept up to date.",
+    )
+    def vector_index(
+        context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
+    ) -> MaterializeResult:
+        day, tables, timer = partition_day(context), storage.tables(), StageTimer()
+        with timer.step("read"):
+            rows, model_id, dimension = index_rows(tables, day)
+        index = storage.index()
+        with timer.step("write"):
+            if rows is None:  # the day has no vectors (any more): it must have no index rows
+                stats = WriteStats(0, 0, index.delete_partition(day), index.count_rows())
+            else:
+                stats = index.replace_partition(day, rows, model_id)
+        with timer.step("ann_index"):
+            mode = index.maintain_ann_index(pipeline.ann_params())
+        return MaterializeResult(
+            metadata={
+                "rows": 0 if rows is None else rows.num_rows,
+                "index_rows_total": index.count_rows(),
+                "inserted": stats.inserted,
+                "updated": stats.updated,
+                "deleted": stats.deleted,
+                "model_id": model_id or "",
+                "dimension": dimension,
+                "search_mode": mode,
+                "index": MetadataValue.path(f"{storage.lance_uri}/{storage.lance_table}"),
+                **timer.metadata(),
+            }
+        )
+
+    return vector_index
+
+
+def index_rows(tables: DeltaTables, day: date) -> tuple[pa.Table | None, str | None, int]:
+    """The day's index rows: embeddings joined with chunk text and document metadata."""
+    vectors = tables.read_partition(EMBEDDINGS_TABLE, day, EMBEDDINGS)
+    model_ids = vectors["model_id"].unique().to_list()
+    if len(model_ids) > 1:
+        raise ValueError(f"embeddings for {day} mix models {model_ids}; re-materialize them")
+    if vectors.height == 0:
+        return None, None, 0
+    dimension = int(vectors["dimension"][0])
+    chunk_text = tables.read_partition(CHUNKS_TABLE, day, CHUNKS).select("chunk_id", "text")
+    docs = tables.read_partition(RAW_TABLE, day, DOCUMENTS).select("doc_id", "title", "metadata")
+    joined = vectors.join(chunk_text, on="chunk_id", how="inner").join(
+        docs, on="doc_id", how="left"
+    )
+    joined = joined.with_columns(
+        pl.col("metadata")
+        .map_elements(metadata_tags, return_dtype=pl.List(pl.String))
+        .alias("metadata_tags")
+    ).sort("chunk_id")
+    schema = index_schema(dimension)
+    table = joined.select(schema.names).to_arrow()
+    columns = [table.column(n).cast(schema.field(n).type) for n in schema.names]
+    return pa.Table.from_arrays(columns, schema=schema), model_ids[0], dimension

@@ -1,0 +1,181 @@
+"""The query path: one `Searcher` per settings per process, shared by every caller.
+
+The CLI, the Python API, the HTTP server and the assets' checks all answer queries through a
+`Searcher`. It opens the embedding model, the LanceDB index and the Delta tables once and keeps
+them; nothing here needs Dagster.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from semsearch.config import Settings
+from semsearch.core.backends import build_backend
+from semsearch.core.embedding import EmbeddingBackend
+from semsearch.core.filters import SearchFilter
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
+from semsearch.storage.vector_index import AnnParams, VectorIndex
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    score: float  # cosine similarity, 1 is identical
+    partition_date: date
+    doc_id: str
+    chunk_id: str
+    title: str | None
+    text: str
+    metadata: dict
+    theme_id: str | None
+    theme_label: str | None
+
+
+@dataclass(frozen=True)
+class ThemeSummary:
+    theme_id: str
+    label: str
+    keywords: list[str]
+    size: int
+    representatives: list[str]
+    window: tuple[date, date]
+
+
+class Searcher:
+    """Answers queries over one semsearch home; the model loads on the first query."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.index = VectorIndex(settings.lance_path, settings.lance_table)
+        self.tables = DeltaTables(settings.tables_path)
+        self.ann_params = AnnParams(min_rows=settings.ann_min_rows)
+        self._backend: EmbeddingBackend | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> EmbeddingBackend:
+        with self._lock:  # one model load, however many threads ask at once
+            if self._backend is None:
+                self._backend = build_backend(self.settings, Settings.openai_api_key())
+            return self._backend
+
+    def embed_query(self, query: str) -> np.ndarray:
+        result = self.backend.embed([query])
+        if not result.indices:
+            raise RuntimeError(f"could not embed the query: {result.failures[0].message}")
+        return result.vectors[0]
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        since: str | date | None = None,
+        until: str | date | None = None,
+        where: list[str] | dict[str, str] | None = None,
+        exact: bool = False,
+    ) -> list[SearchHit]:
+        """Rank indexed chunks by meaning; filters are validated and quoted, never spliced raw."""
+        if not query or not query.strip():
+            raise ValueError("the search query is empty")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        search_filter = SearchFilter.parse(since, until, where)
+        self.index.check_model(self.backend.model_id)
+        vector = self.embed_query(query)
+        rows = self.index.search(
+            vector, k, search_filter.to_sql(), self.ann_params, exact=exact
+        ).to_pylist()
+        themes = self.themes_for_chunks([r["chunk_id"] for r in rows])
+        return [
+            SearchHit(
+                score=round(1.0 - float(r["_distance"]), 4),
+                partition_date=r["partition_date"],
+                doc_id=r["doc_id"],
+                chunk_id=r["chunk_id"],
+                title=r["title"],
+                text=r["text"],
+                metadata=json.loads(r["metadata"] or "{}"),
+                theme_id=themes.get(r["chunk_id"], (None, None))[0],
+                theme_label=themes.get(r["chunk_id"], (None, None))[1],
+            )
+            for r in rows
+        ]
+
+    def themes_for_chunks(self, chunk_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """Each chunk's theme and label in the latest window that clustered it."""
+        if not chunk_ids:
+            return {}
+        assigned = (
+            self.tables.scan(ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS)
+            .filter(pl.col("chunk_id").is_in(chunk_ids))
+            .sort("partition_date", descending=True)
+            .unique(subset="chunk_id", keep="first")
+            .collect()
+        )
+        labels = (
+            self.tables.scan(THEMES_TABLE, THEMES)
+            .select("partition_date", "theme_id", "label")
+            .join(
+                assigned.lazy().select("partition_date", "theme_id").unique(),
+                on=["partition_date", "theme_id"],
+            )
+            .collect()
+        )
+        label_of = {(d, t): lbl for d, t, lbl in labels.iter_rows()}
+        return {
+            row["chunk_id"]: (
+                row["theme_id"],
+                label_of.get((row["partition_date"], row["theme_id"]), ""),
+            )
+            for row in assigned.iter_rows(named=True)
+        }
+
+    def themes(self, day: str | date | None = None) -> list[ThemeSummary]:
+        """The themes of the window ending at `day` (default: the latest materialized window)."""
+        scan = self.tables.scan(THEMES_TABLE, THEMES)
+        if day is None:
+            day = scan.select(pl.col("partition_date").max()).collect().item()
+            if day is None:
+                return []
+        elif isinstance(day, str):
+            day = date.fromisoformat(day)
+        rows = scan.filter(pl.col("partition_date") == day).sort(
+            ["size", "theme_id"], descending=[True, False]
+        )
+        return [
+            ThemeSummary(
+                theme_id=r["theme_id"],
+                label=r["label"],
+                keywords=list(r["keywords"]),
+                size=r["size"],
+                representatives=list(r["representatives"]),
+                window=(r["window_start"], r["partition_date"]),
+            )
+            for r in rows.collect().iter_rows(named=True)
+        ]
+
+    def theme_assignments(
+        self, doc_id: str | None = None, chunk_id: str | None = None
+    ) -> pl.DataFrame:
+        """A document's (or one chunk's) theme assignments in every window that held them."""
+        if not doc_id and not chunk_id:
+            raise ValueError("give a doc_id or a chunk_id")
+        scan = self.tables.scan(ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS)
+        if doc_id:
+            scan = scan.filter(pl.col("doc_id") == doc_id)
+        if chunk_id:
+            scan = scan.filter(pl.col("chunk_id") == chunk_id)
+        return scan.sort(["partition_date", "chunk_id"]).collect()
+
+
+@functools.lru_cache(maxsize=8)
+def searcher_for(settings: Settings) -> Searcher:
+    """The process's `Searcher` for these settings (settings are frozen, so hashable)."""
+    return Searcher(settings)
