@@ -102,7 +102,7 @@ class Settings:
     maintenance_retention_hours: int = 168  # at least 24
 
     @staticmethod
-    def openai_api_key(environ: Mapping[str, str] | None = None) -> str:
+    def embedding_api_key(environ: Mapping[str, str] | None = None) -> str:
         """The key for the openai backend outside a Dagster run (inside one, an EnvVar)."""
         return (os.environ if environ is None else environ).get(OPENAI_KEY_VARIABLE, "")
 

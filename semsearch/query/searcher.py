@@ -63,7 +63,7 @@ class Searcher:
     def backend(self) -> EmbeddingBackend:
         with self._lock:  # one model load, however many threads ask at once
             if self._backend is None:
-                self._backend = build_backend(self.settings, Settings.openai_api_key())
+                self._backend = build_backend(self.settings, Settings.embedding_api_key())
             return self._backend
 
     def embed_query(self, query: str) -> np.ndarray:
