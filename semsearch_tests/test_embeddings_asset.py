@@ -19,7 +19,7 @@ from dagster import DagsterInstance, EnvVar, materialize
 from semsearch.config import ENV_PREFIX, Settings
 from semsearch.core.embedding import embed_with_cache
 from semsearch.core.ids import embedding_cache_key
-from semsearch.core.openai_backend import EmbeddingConfigError, OpenAIBackend
+from semsearch.core.openai import EmbeddingConfigError, OpenAIBackend
 from semsearch.defs.definitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.defs.stages import bronze_documents, build_pipeline_assets

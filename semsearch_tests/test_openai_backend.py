@@ -11,13 +11,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from semsearch.core.chunking import ChunkSpec, chunk_text
 from semsearch.core.embedding import EmbeddingResult
-from semsearch.core.openai_backend import (
+from semsearch.core.openai import (
     EmbeddingConfigError,
     OpenAIBackend,
     RateLimiter,
     Utf8ByteTokenizer,
     retry_after_seconds,
+    tokenizer_for,
 )
 from semsearch_tests.fake_openai_server import FakeOpenAIServer, Fault
 
@@ -92,7 +94,7 @@ def test_empty_call_sends_nothing(server, make_backend):
 
 def test_retry_after_seconds_is_honoured_and_logged(server, make_backend, caplog):
     server.script(Fault("429", retry_after="1"))
-    with caplog.at_level(logging.WARNING, logger="semsearch.core.openai_backend"):
+    with caplog.at_level(logging.WARNING, logger="semsearch.core.openai"):
         result = make_backend().embed(texts(3))
     assert_embedded(result, texts(3), server)
     first, second = server.requests
@@ -344,12 +346,32 @@ def test_azure_routing(server, make_backend):
     assert request.headers["api-key"] == KEY
 
 
-def test_tokenizer_estimate_and_override(make_backend):
-    backend = make_backend()
+def test_unknown_model_counts_bytes_and_says_so(make_backend, caplog):
+    tokenizer_for.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="semsearch.core.openai"):
+        backend = make_backend(model="my-local-model")
+    assert "UTF-8 bytes" in caplog.text
     text = "héllo €"
     [count] = backend.count_tokens([text])
     assert count == len(text.encode("utf-8")) == len(backend.token_offsets(text))
     assert Utf8ByteTokenizer().count_tokens(["", "ab"]) == [0, 2]
+
+
+def test_openai_chunks_are_sized_in_the_models_own_tokens(make_backend):
+    """text-embedding-3-* chunks count cl100k tokens (shipped offline), not bytes."""
+    backend = make_backend(model="text-embedding-3-small", dimension=None, dimensions=DIM)
+    assert backend.count_tokens(["hello world", "héllo €"]) == [2, 4]
+    text = " ".join(f"Ticket {i} says the card never arrived." for i in range(300))
+    chunks = chunk_text(text, ChunkSpec(size=200, overlap=0), backend)
+    counts = backend.count_tokens([c.text for c in chunks])
+    assert max(counts) <= 200 and sum(counts) >= 0.9 * backend.count_tokens([text])[0]
+    # ~4 bytes per token: byte-sized chunks would have been four times as many.
+    assert len(chunks) <= len(text.encode()) // 200 // 3
+    spans = backend.token_offsets(text)
+    assert len(spans) == backend.count_tokens([text])[0] and spans[-1][1] == len(text)
+
+
+def test_tokenizer_override(make_backend):
 
     class Words:
         def count_tokens(self, texts):

@@ -11,7 +11,7 @@ def build_backend(settings: Settings, api_key: str = "") -> EmbeddingBackend:
     if settings.embedding_backend == "local":
         return LocalBackend(batch_size=settings.embedding_batch_size)
     if settings.embedding_backend == "openai":
-        from semsearch.core.openai_backend import OpenAIBackend
+        from semsearch.core.openai import OpenAIBackend
 
         return OpenAIBackend(
             model=settings.embedding_model,

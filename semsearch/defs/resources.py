@@ -94,7 +94,7 @@ class PipelineResource(ConfigurableResource):
 
 _DEFAULTS = Settings()  # the resource's defaults are the settings' defaults, defined once
 # Loggers whose records an asset forwards to the Dagster run log while it embeds.
-BACKEND_LOGGERS = ("semsearch.core.embedding", "semsearch.core.openai_backend")
+BACKEND_LOGGERS = ("semsearch.core.embedding", "semsearch.core.openai")
 
 
 class EmbeddingResource(ConfigurableResource):

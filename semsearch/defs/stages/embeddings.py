@@ -13,7 +13,7 @@ from dagster import (
 
 from semsearch.core.embedding import embed_with_cache
 from semsearch.core.ids import embedding_cache_key
-from semsearch.core.openai_backend import EmbeddingConfigError
+from semsearch.core.openai import EmbeddingConfigError
 from semsearch.defs.metadata import StageTimer
 from semsearch.defs.partitions import EMBEDDING_POOL, daily_asset, partition_day, table_metadata
 from semsearch.defs.resources import EmbeddingResource, StorageResource

@@ -13,22 +13,17 @@ Robustness is the point of this module, not the HTTP call:
 * inputs that still fail come back as `EmbeddingFailure`s; good results of other batches are
   never thrown away.
 
-Token counting without tiktoken (its encodings cannot be downloaded here): `Utf8ByteTokenizer`
-counts UTF-8 bytes, an upper bound on any byte-level BPE token count, so limits derived from it
-are conservative.
+Chunks and limits are counted in the model's own tokens (`tokens.tokenizer_for`).
 """
 
 from __future__ import annotations
 
 import base64
-import email.utils
 import logging
-import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
@@ -50,6 +45,11 @@ from semsearch.core.embedding import (
     Tokenizer,
     validate_vectors,
 )
+from semsearch.core.openai.batching import Batch, BatchOutcome, Exhausted, fail_all, halves
+from semsearch.core.openai.errors import Aborted, EmbeddingConfigError, MalformedResponseError
+from semsearch.core.openai.ratelimit import RateLimiter, interruptible_sleep
+from semsearch.core.openai.retry_after import error_headers, retry_after_seconds
+from semsearch.core.openai.tokens import tokenizer_for
 
 log = logging.getLogger(__name__)
 
@@ -58,152 +58,6 @@ KNOWN_DIMENSIONS = {
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
-
-
-class EmbeddingConfigError(EmbeddingError):
-    """The endpoint refuses every request (key, permission, model, quota): fix the configuration."""
-
-
-class MalformedResponseError(EmbeddingError):
-    """A 200 whose body cannot be trusted as data."""
-
-
-class _Aborted(Exception):
-    """Another batch hit a configuration error; stop retrying."""
-
-
-class Utf8ByteTokenizer:
-    """Conservative stand-in for tiktoken: one "token" per UTF-8 byte.
-
-    Byte-level BPE never produces more tokens than bytes, so a text under the limit here is
-    under the real limit. `token_offsets` yields one span per byte (a multi-byte character
-    repeats its character span), so `len(token_offsets(t)) == count_tokens([t])[0]`.
-    """
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(text.encode("utf-8")) for text in texts]
-
-    def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        return [(i, i + 1) for i, ch in enumerate(text) for _ in range(len(ch.encode("utf-8")))]
-
-
-class _Bucket:
-    """Token bucket refilled continuously; may go into debt so one oversized request still runs."""
-
-    def __init__(self, per_minute: float, burst_seconds: float) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate * burst_seconds)
-        self.level = self.capacity
-        self.updated = time.monotonic()
-
-    def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-        self.updated = now
-
-    def shortfall(self, cost: float) -> float:
-        """Seconds until `cost` (at most a full bucket) is available."""
-        needed = min(cost, self.capacity) - self.level
-        return max(0.0, needed / self.rate)
-
-
-class RateLimiter:
-    """Thread-safe requests/tokens-per-minute budget shared by all workers (0 = unlimited).
-
-    Buckets hold about one second of budget, so a backfill is spread out instead of firing a
-    minute's worth of requests at once. `pause_until` lets a 429's Retry-After hold back every
-    worker, not just the one that got it.
-    """
-
-    def __init__(
-        self, requests_per_minute: float = 0, tokens_per_minute: float = 0, burst_seconds: float = 1
-    ) -> None:
-        self._buckets: list[tuple[_Bucket, bool]] = []  # (bucket, counts tokens?)
-        if requests_per_minute > 0:
-            self._buckets.append((_Bucket(requests_per_minute, burst_seconds), False))
-        if tokens_per_minute > 0:
-            self._buckets.append((_Bucket(tokens_per_minute, burst_seconds), True))
-        self._lock = threading.Lock()
-        self._paused_until = 0.0
-
-    def acquire(self, tokens: int, abort: threading.Event | None = None) -> None:
-        while True:
-            with self._lock:
-                delay = self._delay(tokens, time.monotonic())
-                if delay <= 0:
-                    for bucket, counts_tokens in self._buckets:
-                        bucket.level -= tokens if counts_tokens else 1
-                    return
-            _sleep(delay, abort)
-
-    def pause_until(self, deadline: float) -> None:
-        with self._lock:
-            self._paused_until = max(self._paused_until, deadline)
-
-    def _delay(self, tokens: int, now: float) -> float:
-        delay = self._paused_until - now
-        for bucket, counts_tokens in self._buckets:
-            bucket.refill(now)
-            delay = max(delay, bucket.shortfall(tokens if counts_tokens else 1))
-        return delay
-
-
-def _sleep(seconds: float, abort: threading.Event | None) -> None:
-    if abort is None:
-        time.sleep(seconds)
-    elif abort.wait(seconds):
-        raise _Aborted
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Server-requested wait from `retry-after-ms`, or `Retry-After` (seconds or HTTP date)."""
-    if not headers:
-        return None
-    value = _parse_float(headers.get("retry-after-ms"))
-    if value is not None:
-        return max(0.0, value / 1000)
-    raw = headers.get("retry-after")
-    value = _parse_float(raw)
-    if value is None and raw:
-        try:
-            value = email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    return None if value is None else max(0.0, value)
-
-
-def _parse_float(raw: str | None) -> float | None:
-    try:
-        value = float(raw) if raw is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
-@dataclass
-class _Batch:
-    indices: list[int]
-    texts: list[str]
-    tokens: int
-
-
-@dataclass
-class _BatchOutcome:
-    indices: list[int] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)
-    failures: list[EmbeddingFailure] = field(default_factory=list)
-    stats: EmbeddingStats = field(default_factory=EmbeddingStats)
-
-    def merge(self, other: _BatchOutcome) -> None:
-        self.indices += other.indices
-        self.vectors += other.vectors
-        self.failures += other.failures
-        self.stats.add(other.stats)
-
-
-@dataclass
-class _Exhausted:
-    error: BaseException
-    attempts: int
 
 
 def _retry_reason(error: BaseException) -> str | None:
@@ -281,7 +135,7 @@ class OpenAIBackend:
         self.max_wait_seconds = max_wait_seconds
         self.concurrency = concurrency
         self._api_key = api_key
-        self._tokenizer: Tokenizer = tokenizer or Utf8ByteTokenizer()
+        self._tokenizer: Tokenizer = tokenizer or tokenizer_for(model)
         self._limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self._backoff = wait_exponential_jitter(
             multiplier=initial_wait, max=max_wait_seconds, jitter=initial_wait
@@ -312,14 +166,14 @@ class OpenAIBackend:
     def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         """Embed `texts`; per-input failures are returned, configuration errors raised."""
         batches, rejected = self._plan(texts)
-        total = _BatchOutcome(failures=rejected)
+        total = BatchOutcome(failures=rejected)
         if batches:
             total.merge(self._run_batches(batches))
         return self._result(total)
 
-    def _plan(self, texts: Sequence[str]) -> tuple[list[_Batch], list[EmbeddingFailure]]:
+    def _plan(self, texts: Sequence[str]) -> tuple[list[Batch], list[EmbeddingFailure]]:
         """Pack sendable inputs in order into batches within the per-request limits."""
-        batches: list[_Batch] = []
+        batches: list[Batch] = []
         rejected: list[EmbeddingFailure] = []
         counts = self.count_tokens(texts) if texts else []
         for index, (text, tokens) in enumerate(zip(texts, counts, strict=True)):
@@ -333,7 +187,7 @@ class OpenAIBackend:
                 or len(last.indices) >= self.max_inputs_per_request
                 or last.tokens + tokens > self.max_tokens_per_request
             ):
-                last = _Batch([], [], 0)
+                last = Batch([], [], 0)
                 batches.append(last)
             last.indices.append(index)
             last.texts.append(text)
@@ -354,23 +208,23 @@ class OpenAIBackend:
             )
         return None
 
-    def _run_batches(self, batches: list[_Batch]) -> _BatchOutcome:
+    def _run_batches(self, batches: list[Batch]) -> BatchOutcome:
         abort = threading.Event()
         config_errors: list[EmbeddingConfigError] = []
 
-        def run(batch: _Batch) -> _BatchOutcome:
+        def run(batch: Batch) -> BatchOutcome:
             if abort.is_set():
-                raise _Aborted
+                raise Aborted
             try:
                 return self._embed_batch(batch, abort)
             except EmbeddingConfigError as error:
-                # Recorded before abort is set, so whoever sees _Aborted finds the cause here;
+                # Recorded before abort is set, so whoever sees Aborted finds the cause here;
                 # set in the worker so it cannot start its next batch first.
                 config_errors.append(error)
                 abort.set()
                 raise
 
-        total = _BatchOutcome()
+        total = BatchOutcome()
         with ThreadPoolExecutor(min(self.concurrency, len(batches))) as pool:
             futures = [pool.submit(run, batch) for batch in batches]
             try:
@@ -381,14 +235,14 @@ class OpenAIBackend:
                 abort.set()
                 for future in futures:
                     future.cancel()
-                if isinstance(error, _Aborted):
+                if isinstance(error, Aborted):
                     raise config_errors[0] from None
                 raise
         return total
 
-    def _embed_batch(self, batch: _Batch, abort: threading.Event) -> _BatchOutcome:
+    def _embed_batch(self, batch: Batch, abort: threading.Event) -> BatchOutcome:
         """One batch with retries; a 400 splits it in halves to isolate the offending inputs."""
-        outcome = _BatchOutcome()
+        outcome = BatchOutcome()
         try:
             result = self._retrying(outcome.stats, abort)(
                 self._attempt, batch, outcome.stats, abort
@@ -397,9 +251,11 @@ class OpenAIBackend:
             return self._bad_request(batch, error, outcome, abort)
         except openai.APIStatusError as error:
             self._raise_if_config_error(error)
-            outcome.failures += _fail(batch, f"http_{error.status_code}", self._describe(error), 1)
+            outcome.failures += fail_all(
+                batch, f"http_{error.status_code}", self._describe(error), 1
+            )
             return outcome
-        if isinstance(result, _Exhausted):
+        if isinstance(result, Exhausted):
             reason = _retry_reason(result.error) or "error"
             message = self._describe(result.error)
             log.error(
@@ -409,7 +265,7 @@ class OpenAIBackend:
                 reason,
                 message,
             )
-            outcome.failures += _fail(batch, reason, message, result.attempts)
+            outcome.failures += fail_all(batch, reason, message, result.attempts)
             return outcome
         outcome.indices += batch.indices
         outcome.vectors += list(result)
@@ -417,11 +273,11 @@ class OpenAIBackend:
 
     def _bad_request(
         self,
-        batch: _Batch,
+        batch: Batch,
         error: openai.BadRequestError,
-        outcome: _BatchOutcome,
+        outcome: BatchOutcome,
         abort: threading.Event,
-    ) -> _BatchOutcome:
+    ) -> BatchOutcome:
         if error.param and not error.param.startswith("input"):
             # A rejected parameter (dimensions, model...) is not an input problem: every
             # request would fail, so bisecting would only multiply the damage.
@@ -430,10 +286,10 @@ class OpenAIBackend:
                 f"(400): {self._describe(error)}"
             ) from None
         if len(batch.indices) == 1:
-            outcome.failures += _fail(batch, "bad_request", self._describe(error), 1)
+            outcome.failures += fail_all(batch, "bad_request", self._describe(error), 1)
             return outcome
         log.info("400 on a batch of %d inputs; bisecting", len(batch.indices))
-        for half in _halves(batch, self.count_tokens(batch.texts)):
+        for half in halves(batch, self.count_tokens(batch.texts)):
             outcome.merge(self._embed_batch(half, abort))
         return outcome
 
@@ -442,17 +298,17 @@ class OpenAIBackend:
             retry=retry_if_exception(lambda e: _retry_reason(e) is not None),
             stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.max_total_seconds),
             wait=self._wait,
-            sleep=lambda seconds: _sleep(seconds, abort),
+            sleep=lambda seconds: interruptible_sleep(seconds, abort),
             before_sleep=lambda state: self._on_retry(state, stats),
-            retry_error_callback=lambda s: _Exhausted(s.outcome.exception(), s.attempt_number),
+            retry_error_callback=lambda s: Exhausted(s.outcome.exception(), s.attempt_number),
         )
 
     def _attempt(
-        self, batch: _Batch, stats: EmbeddingStats, abort: threading.Event
+        self, batch: Batch, stats: EmbeddingStats, abort: threading.Event
     ) -> list[np.ndarray]:
         self._limiter.acquire(batch.tokens, abort)
         if abort.is_set():
-            raise _Aborted
+            raise Aborted
         stats.requests += 1
         try:
             response = self._client.embeddings.create(**self._request(batch.texts))
@@ -498,13 +354,13 @@ class OpenAIBackend:
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff with jitter, but never less than the server asked for."""
         wait = self._backoff(state)
-        hinted = retry_after_seconds(_headers(state.outcome.exception()))
+        hinted = retry_after_seconds(error_headers(state.outcome.exception()))
         if hinted is not None:
             wait = max(wait, hinted)
         return min(wait, self.max_wait_seconds)
 
     def _pause_for_rate_limit(self, error: openai.RateLimitError) -> None:
-        hinted = retry_after_seconds(_headers(error))
+        hinted = retry_after_seconds(error_headers(error))
         if hinted and not _is_quota(error):
             self._limiter.pause_until(time.monotonic() + min(hinted, self.max_wait_seconds))
 
@@ -548,7 +404,7 @@ class OpenAIBackend:
         text = getattr(error, "message", None) or str(error) or type(error).__name__
         return text.replace(self._api_key, "***")
 
-    def _result(self, total: _BatchOutcome) -> EmbeddingResult:
+    def _result(self, total: BatchOutcome) -> EmbeddingResult:
         order = np.argsort(total.indices, kind="stable")
         indices = [total.indices[i] for i in order]
         vectors = np.zeros((len(indices), self.dimension), dtype=np.float32)
@@ -609,31 +465,3 @@ def _usage_tokens(response: Any) -> int:
     if usage is None:
         return 0
     return int(getattr(usage, "total_tokens", None) or getattr(usage, "prompt_tokens", 0) or 0)
-
-
-def _headers(error: BaseException | None) -> Mapping[str, str] | None:
-    response = getattr(error, "response", None)
-    return getattr(response, "headers", None)
-
-
-def _fail(batch: _Batch, error_class: str, message: str, attempts: int) -> list[EmbeddingFailure]:
-    return [EmbeddingFailure(i, error_class, message, attempts) for i in batch.indices]
-
-
-def _halves(batch: _Batch, counts: list[int]) -> list[_Batch]:
-    mid = len(batch.indices) // 2
-    return [
-        _Batch(batch.indices[:mid], batch.texts[:mid], sum(counts[:mid])),
-        _Batch(batch.indices[mid:], batch.texts[mid:], sum(counts[mid:])),
-    ]
-
-
-__all__ = [
-    "KNOWN_DIMENSIONS",
-    "EmbeddingConfigError",
-    "MalformedResponseError",
-    "OpenAIBackend",
-    "RateLimiter",
-    "Utf8ByteTokenizer",
-    "retry_after_seconds",
-]

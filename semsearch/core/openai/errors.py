@@ -1,0 +1,15 @@
+"""Errors of the embedding API that callers act on."""
+
+from semsearch.core.embedding import EmbeddingError
+
+
+class EmbeddingConfigError(EmbeddingError):
+    """The endpoint refuses every request (key, permission, model, quota): fix the configuration."""
+
+
+class MalformedResponseError(EmbeddingError):
+    """A 200 whose body cannot be trusted as data."""
+
+
+class Aborted(Exception):
+    """Another batch hit a configuration error; stop retrying."""
