@@ -38,7 +38,6 @@ class Thresholds:
 
     min_documents: int
     max_rejected_share: float
-    max_chunk_tokens: int
     min_ann_recall: float
     max_noise_share: float
     min_themes: int
@@ -84,6 +83,7 @@ class PartitionInputs:
     documents: pl.DataFrame | None = None
     source_files: pl.DataFrame | None = None  # landed_files rows of the day's source files
     chunks: pl.DataFrame | None = None
+    max_chunk_tokens: int = 0  # the size the chunker used (the setting clamped to the model)
     embeddings: pl.DataFrame | None = None
     dead_letter_ids: list[str] = field(default_factory=list)
     expected_model: ModelExpectation | None = None

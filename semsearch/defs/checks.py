@@ -30,7 +30,7 @@ from dagster import (
 
 from semsearch.config import Settings
 from semsearch.core import quality as q
-from semsearch.core.filters import sql_literal
+from semsearch.core.chunking import effective_spec
 from semsearch.core.quality import PartitionInputs, Rule, Severity, Thresholds
 from semsearch.core.themes import OUTLIERS
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
@@ -51,7 +51,7 @@ from semsearch.storage.schemas import (
     THEMES,
     THEMES_TABLE,
 )
-from semsearch.storage.vector_index import AnnParams, VectorIndex
+from semsearch.storage.vector_index import AnnParams, VectorIndex, day_filter
 
 INDEX, THEMES_ASSET = "vector_index", THEMES_TABLE
 FRESHNESS = "freshness"
@@ -70,7 +70,6 @@ class QualityResource(ConfigurableResource):
     min_themes: int
     max_themes: int
     min_theme_stability: float
-    max_chunk_tokens: int
     profiling: bool
     freshness_deadline_hour: int
 
@@ -85,7 +84,6 @@ class QualityResource(ConfigurableResource):
             min_themes=settings.check_min_themes,
             max_themes=settings.check_max_themes,
             min_theme_stability=settings.check_min_theme_stability,
-            max_chunk_tokens=settings.chunk_size_tokens,
             profiling=bool(settings.profiling),
             freshness_deadline_hour=settings.freshness_deadline_hour,
         )
@@ -160,8 +158,9 @@ RULES: tuple[Rule, ...] = (
         CHUNKS_TABLE,
         "token_counts_in_bounds",
         Severity.ERROR,
-        "Every chunk has 1..SEMSEARCH_CHUNK_SIZE_TOKENS tokens (never over the model's limit).",
-        lambda p: q.within_range(p.chunks, "token_count", 1, p.limits.max_chunk_tokens, "chunk_id"),
+        "Every chunk has 1..N tokens, N the size the chunker used: SEMSEARCH_CHUNK_SIZE_TOKENS "
+        "clamped to the model's input limit.",
+        lambda p: q.within_range(p.chunks, "token_count", 1, p.max_chunk_tokens, "chunk_id"),
     ),
     Rule(
         CHUNKS_TABLE,
@@ -299,8 +298,16 @@ def _load_raw(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
     inputs.source_files = landed.filter(pl.col("path").is_in(files)).collect()
 
 
-def _load_chunks(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
+def _load_chunks(
+    inputs: PartitionInputs,
+    storage: StorageResource,
+    embedder: EmbeddingResource,
+    pipeline: PipelineResource,
+    **_,
+) -> None:
     tables = storage.tables()
+    spec = effective_spec(pipeline.chunk_spec(), embedder.get_backend().max_input_tokens)
+    inputs.max_chunk_tokens = spec.size
     inputs.documents = tables.read_partition(RAW_TABLE, inputs.day, DOCUMENTS)
     inputs.chunks = tables.read_partition(CHUNKS_TABLE, inputs.day, CHUNKS)
 
@@ -319,10 +326,6 @@ def _load_embeddings(
     )
 
 
-def day_filter(day: date) -> str:
-    return f"partition_date = date {sql_literal(day.isoformat())}"
-
-
 def _load_index(
     inputs: PartitionInputs,
     storage: StorageResource,
@@ -338,19 +341,11 @@ def _load_index(
     texts = tables.read_partition(CHUNKS_TABLE, inputs.day, CHUNKS).select("chunk_id", "text")
     sample = inputs.embeddings.select("chunk_id").join(texts, on="chunk_id").sort("chunk_id")
     inputs.probes = _probes(index, embedder, pipeline, sample.head(quality.probe_items))
-    if has_ann_index(index):
+    if index.has_ann_index():
         queries = inputs.embeddings.head(ANN_QUERIES)["vector"].to_list()
         params = pipeline.ann_params()
         inputs.exact_results = [_top_ids(index, v, params, exact=True) for v in queries]
         inputs.ann_results = [_top_ids(index, v, params, exact=False) for v in queries]
-
-
-def has_ann_index(index: VectorIndex) -> bool:
-    # LanceDB 0.40 reports index types as "IvfHnswSq": compare without case (VectorIndex's own
-    # has_ann_index looks for "IVF" and so never sees it).
-    table = index.table()
-    indices = table.list_indices() if table is not None else []
-    return any(i.index_type.upper().startswith("IVF") for i in indices)
 
 
 def _top_ids(index: VectorIndex, vector: list[float], params: AnnParams, exact: bool) -> list[str]:

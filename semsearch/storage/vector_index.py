@@ -61,7 +61,7 @@ class WriteStats:
     total_rows: int
 
 
-def _day_filter(day: date) -> str:
+def day_filter(day: date) -> str:
     return f"partition_date = date {sql_literal(day.isoformat())}"
 
 
@@ -124,7 +124,7 @@ class VectorIndex:
             table.merge_insert("chunk_id")
             .when_matched_update_all()
             .when_not_matched_insert_all()
-            .when_not_matched_by_source_delete(_day_filter(day))
+            .when_not_matched_by_source_delete(day_filter(day))
             .execute(rows)
         )
         return WriteStats(
@@ -139,7 +139,7 @@ class VectorIndex:
         if table is None:
             return 0
         before = table.count_rows()
-        table.delete(_day_filter(day))
+        table.delete(day_filter(day))
         return before - table.count_rows()
 
     def optimize(self, cleanup_older_than: timedelta) -> tuple[int, int]:
