@@ -9,7 +9,7 @@ from semsearch.core.embedding import EmbeddingBackend, LocalBackend
 def build_backend(settings: Settings, api_key: str = "") -> EmbeddingBackend:
     """The backend `settings.embedding_backend` names; `api_key` is used by `openai` only."""
     if settings.embedding_backend == "local":
-        return LocalBackend(batch_size=settings.embedding_batch_size)
+        return LocalBackend(settings.embedding_model, settings.embedding_batch_size)
     if settings.embedding_backend == "openai":
         from semsearch.core.openai import OpenAIBackend
 

@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -142,15 +143,36 @@ def bundled_model_path() -> str:
     return str(get_model_path())
 
 
+def local_model_source(model: str) -> tuple[str, str]:
+    """(path, name) of a local model: the bundled all-MiniLM-L6-v2 by name, or a model folder.
+
+    Models are never downloaded, so any other name is a configuration error, not a hub lookup.
+    """
+    if model in (LOCAL_MODEL_NAME, f"sentence-transformers/{LOCAL_MODEL_NAME}"):
+        return bundled_model_path(), LOCAL_MODEL_NAME
+    folder = Path(model).expanduser()
+    if (folder / "modules.json").is_file() or (folder / "config.json").is_file():
+        return str(folder), folder.name
+    raise ValueError(
+        f"SEMSEARCH_EMBEDDING_MODEL={model!r}: the local backend loads the bundled "
+        f"{LOCAL_MODEL_NAME} or a folder holding a sentence-transformers model, and {model!r} is "
+        "neither (models are never downloaded); for an API model set "
+        "SEMSEARCH_EMBEDDING_BACKEND=openai"
+    )
+
+
 class LocalBackend:
-    """all-MiniLM-L6-v2 on the CPU, loaded once per process and shared by every caller."""
+    """A sentence-transformers model on the CPU, loaded once per process and shared by callers.
+
+    `model` is the bundled all-MiniLM-L6-v2 (the default) or a local model folder.
+    """
 
     normalized = True
 
-    def __init__(self, model_path: str | None = None, batch_size: int = 64):
-        self.model_path = model_path or bundled_model_path()
+    def __init__(self, model: str = LOCAL_MODEL_NAME, batch_size: int = 64):
+        self.model_path, name = local_model_source(model)
         self.batch_size = batch_size
-        self.model_id = f"local/{LOCAL_MODEL_NAME}"
+        self.model_id = f"local/{name}"
         self._model = _load_sentence_transformer(self.model_path)
         self.dimension = int(self._model.get_embedding_dimension())
         # [CLS] and [SEP] take two of the model's positions.
