@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from semsearch.core.embedding import LocalBackend
 from semsearch.core.metrics import recall_at_k
-from semsearch.storage.vector_index import AnnParams, VectorIndex, index_schema
+from semsearch.storage.schemas import index_schema
+from semsearch.storage.vector_index import AnnParams, VectorIndex
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/datasets/scifact"
 K = 10

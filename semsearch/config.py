@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from semsearch.storage.schemas import INDEX_TABLE
+
 ENV_PREFIX = "SEMSEARCH_"
 # The embedding API key is no setting: it never enters Settings, run config, logs or metadata.
 OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
@@ -68,7 +70,7 @@ class Settings:
     openai_price_per_million_tokens: float = 0.0  # USD, for the estimated_cost metadata
 
     # Vector index.
-    lance_table: str = "chunks"
+    lance_table: str = INDEX_TABLE
     ann_min_rows: int = 100_000  # exact search below this many rows
 
     # Themes.

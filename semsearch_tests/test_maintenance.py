@@ -17,8 +17,8 @@ from semsearch.defs.maintenance import MAINTENANCE_JOB
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.embedding_store import DeltaVectorCache
 from semsearch.storage.maintenance import maintain_storage
-from semsearch.storage.schemas import ALL_TABLES, CACHE_TABLE, CHUNKS, CHUNKS_TABLE
-from semsearch.storage.vector_index import VectorIndex, index_schema
+from semsearch.storage.schemas import ALL_TABLES, CACHE_TABLE, CHUNKS, CHUNKS_TABLE, index_schema
+from semsearch.storage.vector_index import VectorIndex
 from semsearch_tests.ops_support import QUIET, snapshot
 
 # Retention 0 (below the 24 h floor of the settings read from the environment) is what LanceDB

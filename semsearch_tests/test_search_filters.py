@@ -9,8 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from semsearch.config import Settings
 from semsearch.core.filters import FilterError, SearchFilter, metadata_tags
-from semsearch.storage.vector_index import AnnParams, VectorIndex, index_schema
+from semsearch.storage.schemas import index_schema
+from semsearch.storage.vector_index import AnnParams, VectorIndex
 
 TEXTS = [
     ("c1", date(2024, 1, 1), "my card has not arrived", {"category": "card", "team": "o'neil"}),
@@ -50,7 +52,9 @@ def index(tmp_path_factory, local_backend) -> VectorIndex:
 def run(index: VectorIndex, backend, **filters) -> list[str]:
     where = SearchFilter.parse(**filters).to_sql()
     query = backend.embed(["card"]).vectors[0]
-    return index.search(query, 10, where, AnnParams(), exact=True)["chunk_id"].to_pylist()
+    return index.search(query, 10, where, AnnParams(min_rows=Settings().ann_min_rows), exact=True)[
+        "chunk_id"
+    ].to_pylist()
 
 
 def test_metadata_and_date_filters_select_rows(index, local_backend):
@@ -91,7 +95,7 @@ def test_since_after_until_is_an_error():
 
 def test_vectors_returned_are_cosine_scores(index, local_backend):
     query = local_backend.embed(["my card has not arrived"]).vectors[0]
-    top = index.search(query, 1, None, AnnParams(), exact=True)
+    top = index.search(query, 1, None, AnnParams(min_rows=Settings().ann_min_rows), exact=True)
     assert top["chunk_id"][0].as_py() == "c1"
     assert top["_distance"][0].as_py() == pytest.approx(0.0, abs=1e-5)
     assert np.isfinite(top["_distance"].to_numpy()).all()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import v_measure_score
 
+from semsearch.config import Settings
 from semsearch.core.themes import OUTLIERS, ThemeParams, find_themes
 
 SAMPLE = 1200
@@ -75,6 +76,11 @@ def test_theme_ids_carry_over_to_the_next_window(sample, themed):
 
 def test_tiny_windows_become_outliers_instead_of_failing(local_backend):
     vectors = local_backend.embed(["one", "two", "three"]).vectors
-    result = find_themes(["a", "b", "c"], vectors, ["one", "two", "three"], ThemeParams())
+    result = find_themes(
+        ["a", "b", "c"],
+        vectors,
+        ["one", "two", "three"],
+        ThemeParams(min_cluster_size=Settings().theme_min_cluster_size),
+    )
     assert result.theme_ids == [OUTLIERS] * 3
     assert result.themes[0].theme_id == OUTLIERS and result.themes[0].size == 3

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 
 from semsearch.core.metrics import recall_at_k
+from semsearch.storage.schemas import index_schema
 from semsearch.storage.vector_index import (
     AnnParams,
     IndexModelMismatchError,
     VectorIndex,
-    index_schema,
 )
 
 N_VECTORS = 3000

@@ -26,7 +26,7 @@ SEED = 42
 
 @dataclass(frozen=True)
 class ThemeParams:
-    min_cluster_size: int = 15
+    min_cluster_size: int  # SEMSEARCH_THEME_MIN_CLUSTER_SIZE
     min_samples: int | None = 5
     n_components: int = 5
     n_neighbors: int = 15

@@ -30,7 +30,7 @@ class StorageResource(ConfigurableResource):
     landing_dir: str
     tables_dir: str
     lance_uri: str
-    lance_table: str = "chunks"
+    lance_table: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StorageResource:
@@ -51,16 +51,17 @@ class StorageResource(ConfigurableResource):
 class PipelineResource(ConfigurableResource):
     """Tunables of the stages: source mapping, chunking, index and theme parameters."""
 
+    # No defaults: `from_settings` fills every field, so `Settings` stays the one place.
     partitions_start: str
-    id_column: str = "id"
-    text_column: str = "text"
-    title_column: str = "title"
-    created_at_column: str = "created_at"
-    missing_date_policy: str = "reject"
-    chunk_size_tokens: int = 200
-    chunk_overlap_tokens: int = 32
-    ann_min_rows: int = 100_000
-    theme_min_cluster_size: int = 15
+    id_column: str
+    text_column: str
+    title_column: str
+    created_at_column: str
+    missing_date_policy: str
+    chunk_size_tokens: int
+    chunk_overlap_tokens: int
+    ann_min_rows: int
+    theme_min_cluster_size: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineResource:

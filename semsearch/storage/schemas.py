@@ -18,6 +18,7 @@ DEAD_LETTER_TABLE = "embedding_dead_letter"
 THEMES_TABLE = "themes"
 ASSIGNMENTS_TABLE = "theme_assignments"
 ALERTS_TABLE = "alerts"
+INDEX_TABLE = "chunks"  # the LanceDB table of the vector and keyword index (not a Delta table)
 ALL_TABLES = (
     BRONZE_TABLE,
     LANDED_TABLE,
@@ -160,3 +161,20 @@ ALERTS = pa.schema(
         ("sent_at", UTC_TS),
     ]
 )
+
+
+def index_schema(dimension: int) -> pa.Schema:
+    """The LanceDB index: a row per chunk with what search filters on and shows."""
+    return pa.schema(
+        [
+            ("chunk_id", pa.string()),
+            ("doc_id", pa.string()),
+            ("partition_date", pa.date32()),
+            ("title", pa.string()),
+            ("text", pa.string()),
+            ("metadata", pa.string()),
+            ("metadata_tags", pa.list_(pa.string())),
+            ("model_id", pa.string()),
+            ("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )

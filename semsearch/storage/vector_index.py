@@ -13,6 +13,7 @@ import pyarrow as pa
 from lancedb.index import IvfHnswSq
 
 from semsearch.core.filters import sql_literal
+from semsearch.storage.schemas import INDEX_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +24,11 @@ class IndexModelMismatchError(RuntimeError):
     """The index holds vectors of another model; mixing them would make distances meaningless."""
 
 
-def index_schema(dimension: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("chunk_id", pa.string()),
-            ("doc_id", pa.string()),
-            ("partition_date", pa.date32()),
-            ("title", pa.string()),
-            ("text", pa.string()),
-            ("metadata", pa.string()),
-            ("metadata_tags", pa.list_(pa.string())),
-            ("model_id", pa.string()),
-            ("vector", pa.list_(pa.float32(), dimension)),
-        ]
-    )
-
-
 @dataclass(frozen=True)
 class AnnParams:
     """IVF-HNSW-SQ parameters chosen for recall (see benchmarks/bench_ann_recall.py)."""
 
-    min_rows: int = 100_000
+    min_rows: int  # exact search below this many rows (SEMSEARCH_ANN_MIN_ROWS)
     rows_per_partition: int = 4096
     nprobes: int = 32
     ef: int = 128
@@ -66,7 +51,7 @@ def day_filter(day: date) -> str:
 
 
 class VectorIndex:
-    def __init__(self, uri: str, table_name: str = "chunks"):
+    def __init__(self, uri: str, table_name: str = INDEX_TABLE):
         self.uri = uri
         self.table_name = table_name
         self._db = lancedb.connect(uri)
