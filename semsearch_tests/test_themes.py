@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pytest
 from sklearn.metrics import v_measure_score
 
 from semsearch.config import Settings
-from semsearch.core.themes import OUTLIERS, ThemeParams, find_themes
+from semsearch.core.themes import OUTLIERS, ThemeParams, ThemeWindow, find_themes
 
 SAMPLE = 1200
 
@@ -84,3 +86,12 @@ def test_tiny_windows_become_outliers_instead_of_failing(local_backend):
     )
     assert result.theme_ids == [OUTLIERS] * 3
     assert result.themes[0].theme_id == OUTLIERS and result.themes[0].size == 3
+
+
+def test_theme_window_trails_the_day_and_never_reaches_before_the_first_partition():
+    start = date(2026, 11, 1)
+    month = ThemeWindow(30, start)
+    assert month.first_day(date(2026, 12, 15)) == date(2026, 11, 16)
+    assert month.first_day(date(2026, 11, 3)) == start
+    assert month.days_before() == 29
+    assert ThemeWindow(0, start).first_day(date(2027, 5, 1)) == start

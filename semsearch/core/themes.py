@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -20,6 +21,28 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 log = logging.getLogger(__name__)
 
 OUTLIERS = "outliers"
+
+
+ALL_HISTORY_DAYS = 100_000  # "all history" as an offset: longer than any partition range
+
+
+@dataclass(frozen=True)
+class ThemeWindow:
+    """The trailing window of days a day's themes cluster; `days=0` means all history."""
+
+    days: int
+    first_partition: date  # no window reaches before the first partition
+
+    def first_day(self, day: date) -> date:
+        if self.days <= 0:
+            return self.first_partition
+        return max(self.first_partition, day - timedelta(days=self.days - 1))
+
+    def days_before(self) -> int:
+        """How many days before its day a window reaches, at most (its upstream offset)."""
+        return self.days - 1 if self.days > 0 else ALL_HISTORY_DAYS
+
+
 WEB_STOP_WORDS = frozenset({"http", "https", "www", "com", "html", "org", "github"})
 SEED = 42
 

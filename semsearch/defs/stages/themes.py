@@ -1,7 +1,5 @@
 """Stage 5: themes over a trailing window of days, with ids carried over day to day."""
 
-from datetime import date, timedelta
-
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -11,7 +9,7 @@ from dagster import (
     TimeWindowPartitionMapping,
 )
 
-from semsearch.core.themes import OUTLIERS, find_themes
+from semsearch.core.themes import OUTLIERS, ThemeWindow, find_themes
 from semsearch.defs.metadata import StageTimer, markdown_table
 from semsearch.defs.partitions import THEMES_POOL, daily_asset, partition_day, table_metadata
 from semsearch.defs.resources import PipelineResource, StorageResource
@@ -23,8 +21,8 @@ PREVIOUS_DAY = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
 def build_themes(partitions: DailyPartitionsDefinition, theme_window_days: int) -> AssetsDefinition:
-    lookback = -(theme_window_days - 1) if theme_window_days > 0 else -100_000
-    window = TimeWindowPartitionMapping(start_offset=lookback)
+    theme_window = ThemeWindow(theme_window_days, partitions.start.date())
+    window = TimeWindowPartitionMapping(start_offset=-theme_window.days_before())
 
     @daily_asset(
         name=THEMES_TABLE,
@@ -47,9 +45,7 @@ def build_themes(partitions: DailyPartitionsDefinition, theme_window_days: int) 
         context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
     ) -> MaterializeResult:
         day, tables, timer = partition_day(context), storage.tables(), StageTimer()
-        start = date.fromisoformat(pipeline.partitions_start)
-        first = day - timedelta(days=theme_window_days - 1) if theme_window_days > 0 else start
-        first = max(first, start)
+        first = theme_window.first_day(day)
         with timer.step("read"):
             members = themes_store.window_members(tables, first, day)
             previous = themes_store.previous_theme_members(tables, day)
