@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, Definitions, RunsFilter
-from dagster._core.execution.backfill import PartitionBackfill
-from dagster._core.utils import make_new_backfill_id
-from dagster._time import get_current_timestamp
 
+from semsearch.defs.dagster_internals import (
+    PartitionBackfill,
+    get_current_timestamp,
+    make_new_backfill_id,
+)
 from semsearch.defs.definitions import console_run_config
 from semsearch.defs.sensors import PIPELINE_JOB
 

@@ -36,11 +36,11 @@ from dagster import (
     SensorResult,
     sensor,
 )
-from dagster._core.event_api import PartitionKeyFilter  # no public import in dagster 1.13
 
 from semsearch.config import Settings
 from semsearch.defs.checks import FRESHNESS, INDEX, QualityResource, freshness_outcome
 from semsearch.defs.checks import freshness_result as freshness_fields
+from semsearch.defs.dagster_internals import PartitionKeyFilter
 from semsearch.defs.resources import StorageResource
 from semsearch.storage.bronze import (
     days_sharing_documents,
