@@ -81,9 +81,7 @@ def _summarise(run) -> None:
     print(f"{'stage':<18}{'partitions':>11}{'rows':>9}{'seconds':>10}")
     for stage in stages:
         records = run.for_asset(stage)
-        rows = sum(
-            int(r.metadata.get("rows", r.metadata.get("rows_loaded", 0)) or 0) for r in records
-        )
+        rows = sum(int(r.metadata.get("dagster/row_count", 0) or 0) for r in records)
         if stage == "themes":
             rows = sum(int(r.metadata.get("themes", 0)) for r in records[-1:])
         seconds = sum(float(r.metadata.get("seconds_total", 0)) for r in records)

@@ -148,7 +148,7 @@ def test_metadata_counts_match_what_the_server_saw(api_settings, server, instanc
         np.testing.assert_array_equal(np.array(vector, np.float32), server.vector(by_id[chunk_id]))
 
     meta = metadata(result)
-    assert meta["rows"] == meta["chunks"] == len(texts)
+    assert meta["dagster/row_count"] == meta["chunks"] == len(texts)
     assert meta["model_requests"] == len(server.requests)
     assert meta["retries"] == 3
     assert meta["retry_reasons"] == {"server_error": 1, "rate_limit": 1, "malformed_response": 1}
@@ -178,7 +178,7 @@ def test_cached_text_is_never_requested_again_across_reruns_and_partitions(
     again = metadata(run_day(api_settings, instance, DAY1))
     assert len(server.requests) == sent  # zero requests for cached text
     assert (again["model_requests"], again["tokens"], again["estimated_cost_usd"]) == (0, 0, 0)
-    assert again["cache_hits"] == first["cache_misses"] == again["rows"]
+    assert again["cache_hits"] == first["cache_misses"] == again["dagster/row_count"]
     assert day_embeddings(api_settings, DAY1).equals(before)  # same rows, no duplicates
 
     day2 = metadata(run_day(api_settings, instance, DAY2))
@@ -264,7 +264,7 @@ def test_local_backend_goes_through_the_same_cache(settings, instance, banking77
     again = metadata(run_day(settings, instance, DAY1))
 
     rows = day_embeddings(settings, DAY1)
-    assert rows.height == day_chunks(settings, DAY1).height == first["rows"]
+    assert rows.height == day_chunks(settings, DAY1).height == first["dagster/row_count"]
     assert first["model_id"] == local_backend.model_id and first["dimension"] == 384
     assert first["model_requests"] == 1 and first["cache_misses"] == rows.height
     assert first["estimated_cost_usd"] == 0 and first["tokens"] > 0

@@ -6,9 +6,10 @@ from datetime import date
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 
 from semsearch.config import Settings
+from semsearch.defs.definitions import build_definitions
 from semsearch.query import search, theme_assignments, themes
 from semsearch.runner import run_pipeline
 from semsearch.storage.delta import DeltaTables
@@ -60,10 +61,10 @@ def test_every_stage_materializes_every_partition(pipeline):
     settings, _, run, records = pipeline
     for asset in ["raw_documents", "chunks", "embeddings", "vector_index", "themes"]:
         assert sorted(r.partition for r in run.for_asset(asset)) == [d.isoformat() for d in DAYS]
-    raw_rows = sum(r.metadata["rows"] for r in run.for_asset("raw_documents"))
+    raw_rows = sum(r.metadata["dagster/row_count"] for r in run.for_asset("raw_documents"))
     assert raw_rows == len(records) == 20
-    chunk_rows = sum(r.metadata["rows"] for r in run.for_asset("chunks"))
-    assert chunk_rows == sum(r.metadata["rows"] for r in run.for_asset("embeddings"))
+    chunk_rows = sum(r.metadata["dagster/row_count"] for r in run.for_asset("chunks"))
+    assert chunk_rows == sum(r.metadata["dagster/row_count"] for r in run.for_asset("embeddings"))
     assert chunk_rows == VectorIndex(settings.lance_path).count_rows()
 
 
@@ -76,6 +77,21 @@ def test_materialization_metadata_shows_counts_timings_and_preview(pipeline):
     assert embeddings["dimension"] == 384
     assert "| doc_id |" in run.for_asset("raw_documents")[0].metadata["preview"]
     assert "| theme |" in run.for_asset("themes")[-1].metadata["theme_table"]
+    histogram = run.for_asset("chunks")[0].metadata["token_count_distribution"]
+    assert "| tokens | count |" in histogram and "█" in histogram
+
+
+def test_every_asset_reports_standard_row_count_and_schema_and_has_a_code_version(pipeline):
+    settings, _, run, _ = pipeline
+    defs = build_definitions(settings)
+    for key in ["raw_documents", "chunks", "embeddings", "vector_index", "themes"]:
+        assert defs.resolve_assets_def(key).code_versions_by_key[AssetKey(key)]
+        last = run.for_asset(key)[-1].metadata
+        assert last["dagster/row_count"] >= 1
+        columns = {c.name for c in last["dagster/column_schema"].columns}
+        assert {"partition_date"} <= columns
+    chunks_schema = run.for_asset("chunks")[0].metadata["dagster/column_schema"]
+    assert {c.name for c in chunks_schema.columns} == set(CHUNKS.names)
 
 
 def test_partition_dates_follow_created_at_in_utc(pipeline):

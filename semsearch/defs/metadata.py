@@ -7,10 +7,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import polars as pl
-from dagster import MetadataValue
+import pyarrow as pa
+from dagster import MetadataValue, TableColumn, TableSchema
 
 PREVIEW_ROWS = 5
 CELL_CHARS = 80
+ROW_COUNT = "dagster/row_count"  # Dagster's standard keys: the UI shows and plots them
+COLUMN_SCHEMA = "dagster/column_schema"
+BAR_CHARS = 40
 
 
 def _cell(value: object) -> str:
@@ -28,6 +32,31 @@ def markdown_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> M
 def preview(frame: pl.DataFrame, columns: Sequence[str]) -> MetadataValue:
     head = frame.select(columns).head(PREVIEW_ROWS)
     return markdown_table(head.rows(), columns)
+
+
+def table_rows(rows: int, schema: pa.Schema) -> dict:
+    """The standard row count and column schema of what a stage wrote."""
+    columns = [TableColumn(field.name, str(field.type)) for field in schema]
+    return {ROW_COUNT: MetadataValue.int(rows), COLUMN_SCHEMA: TableSchema(columns=columns)}
+
+
+def histogram(values: pl.Series, bins: int, label: str) -> MetadataValue:
+    """A distribution drawn as text bars: readable in the UI's markdown, no plotting library."""
+    if values.len() == 0:
+        return MetadataValue.md(f"no {label}")
+    low, high = int(values.min()), int(values.max())
+    width = max(1, -(-(high - low + 1) // bins))
+    counts = ((values - low) // width).value_counts().sort(values.name)
+    peak = int(counts["count"].max())
+    rows = [
+        (
+            f"{low + int(b) * width}–{low + (int(b) + 1) * width - 1}",
+            n,
+            "█" * max(1, round(BAR_CHARS * n / peak)),
+        )
+        for b, n in counts.iter_rows()
+    ]
+    return markdown_table(rows, [label, "count", ""])
 
 
 class StageTimer:

@@ -9,15 +9,19 @@ from dagster import (
 )
 
 from semsearch.core.chunking import chunk_documents, effective_spec
-from semsearch.defs.metadata import StageTimer, preview
+from semsearch.defs.metadata import StageTimer, histogram, preview, table_rows
 from semsearch.defs.partitions import daily_asset, partition_day, table_metadata
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.storage.schemas import CHUNKS, CHUNKS_TABLE, DOCUMENTS, RAW_TABLE
+
+# Bump when the stage writes something else for the same input, so the UI marks it stale.
+CODE_VERSION = "1"
 
 
 def build_chunks(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     @daily_asset(
         name=CHUNKS_TABLE,
+        code_version=CODE_VERSION,
         partitions_def=partitions,
         deps=[RAW_TABLE],
         kinds={"deltalake", "polars"},
@@ -43,7 +47,8 @@ def build_chunks(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
         tokens = frame["token_count"]
         return MaterializeResult(
             metadata={
-                "rows": frame.height,
+                **table_rows(frame.height, CHUNKS),
+                "token_count_distribution": histogram(tokens, 10, "tokens"),
                 "documents": documents.height,
                 "chunk_size_tokens": spec.size,
                 "chunk_overlap_tokens": spec.overlap,

@@ -10,11 +10,14 @@ from dagster import (
     MetadataValue,
 )
 
-from semsearch.defs.metadata import StageTimer, preview
+from semsearch.defs.metadata import StageTimer, preview, table_rows
 from semsearch.defs.partitions import daily_asset, partition_day, table_metadata
 from semsearch.defs.resources import StorageResource
 from semsearch.storage import bronze
 from semsearch.storage.schemas import BRONZE_TABLE, DOCUMENTS, RAW_TABLE
+
+# Bump when the stage writes something else for the same input, so the UI marks it stale.
+CODE_VERSION = "1"
 
 
 def build_raw_documents(
@@ -24,6 +27,7 @@ def build_raw_documents(
 
     @daily_asset(
         name=RAW_TABLE,
+        code_version=CODE_VERSION,
         partitions_def=partitions,
         deps=[BRONZE_TABLE, *sources],
         kinds={"deltalake", "polars"},
@@ -42,7 +46,7 @@ def build_raw_documents(
         rejected = bronze.rejected_count(tables, files)
         return MaterializeResult(
             metadata={
-                "rows": documents.height,
+                **table_rows(documents.height, DOCUMENTS),
                 "rejected_in_source_files": rejected,
                 "source_files": MetadataValue.json(sorted(files)),
                 "preview": preview(documents, ["doc_id", "created_at", "title", "text"]),

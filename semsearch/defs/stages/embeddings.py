@@ -14,7 +14,7 @@ from dagster import (
 from semsearch.core.embedding import embed_with_cache
 from semsearch.core.ids import embedding_cache_key
 from semsearch.core.openai import EmbeddingConfigError
-from semsearch.defs.metadata import StageTimer
+from semsearch.defs.metadata import StageTimer, table_rows
 from semsearch.defs.partitions import EMBEDDING_POOL, daily_asset, partition_day, table_metadata
 from semsearch.defs.resources import EmbeddingResource, StorageResource
 from semsearch.storage.embedding_store import (
@@ -31,10 +31,14 @@ from semsearch.storage.schemas import (
     EMBEDDINGS_TABLE,
 )
 
+# Bump when the stage writes something else for the same input, so the UI marks it stale.
+CODE_VERSION = "1"
+
 
 def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     @daily_asset(
         name=EMBEDDINGS_TABLE,
+        code_version=CODE_VERSION,
         partitions_def=partitions,
         deps=[CHUNKS_TABLE],
         pool=EMBEDDING_POOL,
@@ -89,7 +93,7 @@ def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
         failed = {chunk_ids[f.index] for f in outcome.failures}
         return MaterializeResult(
             metadata={
-                "rows": table.num_rows,
+                **table_rows(table.num_rows, EMBEDDINGS),
                 "chunks": len(chunk_ids),
                 "model_id": backend.model_id,
                 "dimension": backend.dimension,

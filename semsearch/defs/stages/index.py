@@ -8,17 +8,21 @@ from dagster import (
     MetadataValue,
 )
 
-from semsearch.defs.metadata import StageTimer
+from semsearch.defs.metadata import StageTimer, table_rows
 from semsearch.defs.partitions import LANCEDB_POOL, daily_asset, partition_day
 from semsearch.defs.resources import PipelineResource, StorageResource
 from semsearch.storage.index_rows import index_rows
-from semsearch.storage.schemas import CHUNKS_TABLE, EMBEDDINGS_TABLE, RAW_TABLE
+from semsearch.storage.schemas import CHUNKS_TABLE, EMBEDDINGS_TABLE, RAW_TABLE, index_schema
 from semsearch.storage.vector_index import WriteStats
+
+# Bump when the stage writes something else for the same input, so the UI marks it stale.
+CODE_VERSION = "1"
 
 
 def build_vector_index(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     @daily_asset(
         name="vector_index",
+        code_version=CODE_VERSION,
         partitions_def=partitions,
         deps=[EMBEDDINGS_TABLE, CHUNKS_TABLE, RAW_TABLE],
         pool=LANCEDB_POOL,
@@ -43,7 +47,7 @@ def build_vector_index(partitions: DailyPartitionsDefinition) -> AssetsDefinitio
             mode = index.maintain_ann_index(pipeline.ann_params())
         return MaterializeResult(
             metadata={
-                "rows": 0 if rows is None else rows.num_rows,
+                **table_rows(0 if rows is None else rows.num_rows, index_schema(dimension)),
                 "index_rows_total": index.count_rows(),
                 "inserted": stats.inserted,
                 "updated": stats.updated,

@@ -4,14 +4,18 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from semsearch.defs.metadata import StageTimer, markdown_table
+from semsearch.defs.metadata import ROW_COUNT, StageTimer, markdown_table
 from semsearch.defs.partitions import INGEST, table_metadata
 from semsearch.defs.resources import PipelineResource, StorageResource
 from semsearch.storage import bronze
 from semsearch.storage.schemas import BRONZE_TABLE
 
+# Bump when the stage writes something else for the same input, so the UI marks it stale.
+CODE_VERSION = "1"
+
 
 @asset(
+    code_version=CODE_VERSION,
     group_name=INGEST,
     kinds={"deltalake", "polars"},
     description="Every new or changed landing file (JSONL, CSV, Parquet), parsed once into a "
@@ -34,6 +38,7 @@ def bronze_documents(
             "files_unchanged": report.unchanged,
             "files_unparseable": MetadataValue.json(unparseable),
             "rows_loaded": report.rows_loaded,
+            ROW_COUNT: MetadataValue.int(report.rows_loaded),
             "rows_rejected": report.rows_rejected,
             "days_touched": MetadataValue.json(sorted(d.isoformat() for d in report.days)),
             "files": markdown_table(

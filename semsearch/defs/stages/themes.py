@@ -1,5 +1,6 @@
 """Stage 5: themes over a trailing window of days, with ids carried over day to day."""
 
+import polars as pl
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -10,14 +11,17 @@ from dagster import (
 )
 
 from semsearch.core.themes import OUTLIERS, ThemeWindow, find_themes
-from semsearch.defs.metadata import StageTimer, markdown_table
+from semsearch.defs.metadata import StageTimer, histogram, markdown_table, table_rows
 from semsearch.defs.partitions import THEMES_POOL, daily_asset, partition_day, table_metadata
 from semsearch.defs.resources import PipelineResource, StorageResource
 from semsearch.storage import themes_store
 from semsearch.storage.embedding_store import vectors_from_column
-from semsearch.storage.schemas import CHUNKS_TABLE, EMBEDDINGS_TABLE, THEMES_TABLE
+from semsearch.storage.schemas import CHUNKS_TABLE, EMBEDDINGS_TABLE, THEMES, THEMES_TABLE
 
 PREVIOUS_DAY = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+
+# Bump when the stage writes something else for the same input, so the UI marks it stale.
+CODE_VERSION = "1"
 
 
 def build_themes(partitions: DailyPartitionsDefinition, theme_window_days: int) -> AssetsDefinition:
@@ -26,6 +30,7 @@ def build_themes(partitions: DailyPartitionsDefinition, theme_window_days: int) 
 
     @daily_asset(
         name=THEMES_TABLE,
+        code_version=CODE_VERSION,
         partitions_def=partitions,
         deps=[
             AssetDep(EMBEDDINGS_TABLE, partition_mapping=window),
@@ -73,6 +78,12 @@ def build_themes(partitions: DailyPartitionsDefinition, theme_window_days: int) 
                 "window": f"{first} .. {day}",
                 "chunks_clustered": len(result.chunk_ids),
                 "themes": sum(t.theme_id != OUTLIERS for t in result.themes),
+                **table_rows(len(result.themes), THEMES),
+                "theme_sizes": histogram(
+                    pl.Series("size", [t.size for t in result.themes if t.theme_id != OUTLIERS]),
+                    10,
+                    "chunks per theme",
+                ),
                 "noise_share": round(result.noise_share, 3),
                 "theme_table": markdown_table(table, ["theme", "size", "keywords", "example"]),
                 **table_metadata(storage, themes_store.THEMES_TABLE),
