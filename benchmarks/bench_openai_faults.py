@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script
 
 from semsearch.core.openai import OpenAIBackend
-from semsearch_tests.fake_openai_server import FakeOpenAIServer, Fault
+from semsearch.testing.fake_openai_server import FakeOpenAIServer, Fault
 
 FAULTS = (
     Fault("429", retry_after_ms=50),

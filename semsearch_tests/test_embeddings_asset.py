@@ -36,8 +36,8 @@ from semsearch.storage.schemas import (
     EMBEDDING_CACHE,
     EMBEDDINGS,
 )
+from semsearch.testing.fake_openai_server import FakeOpenAIServer, Fault
 from semsearch_tests.conftest import write_jsonl
-from semsearch_tests.fake_openai_server import FakeOpenAIServer, Fault
 
 KEY = "sk-test-embeddings-asset-0123456789-secret"
 DIM = 8

@@ -21,7 +21,7 @@ from semsearch.core.openai import (
     retry_after_seconds,
     tokenizer_for,
 )
-from semsearch_tests.fake_openai_server import FakeOpenAIServer, Fault
+from semsearch.testing.fake_openai_server import FakeOpenAIServer, Fault
 
 KEY = "sk-test-0123456789abcdef-secret"
 DIM = 8
