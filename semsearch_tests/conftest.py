@@ -63,3 +63,28 @@ def settings(tmp_path: Path) -> Settings:
 def instance(tmp_path: Path):
     with DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as dagster_instance:
         yield dagster_instance
+
+
+@pytest.fixture(scope="session")
+def clean_days(tmp_path_factory):
+    """Three clean days landed and materialized with every check, once per session: the
+    settings and each day's run result. Tests that change tables work on a copy
+    (`ops_support.copy_home`), so this home stays clean."""
+    from semsearch.defs.definitions import INGEST_JOB, build_definitions
+    from semsearch_tests.ops_support import (
+        DAYS,
+        QUIET,
+        ops_settings,
+        run_day,
+        sample_records,
+        temp_instance,
+    )
+
+    root = tmp_path_factory.mktemp("clean_days")
+    settings = ops_settings(root)
+    write_jsonl(settings.landing_path / "tickets.jsonl", sample_records())
+    defs = build_definitions(settings)
+    with temp_instance(root) as instance:
+        defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, run_config=QUIET)
+        results = {day: run_day(defs, instance, day) for day in DAYS}
+    return settings, results

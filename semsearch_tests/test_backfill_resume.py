@@ -15,7 +15,6 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from semsearch.cli import main
-from semsearch.defs.backfills import run_in_process
 from semsearch.defs.definitions import INGEST_JOB, build_definitions
 from semsearch.storage.history import table_version
 from semsearch_tests.ops_support import (
@@ -40,16 +39,10 @@ def land_and_ingest(settings, instance, defs) -> None:
     defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, run_config=QUIET)
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    """The tables after an uninterrupted backfill of every day, in order."""
-    root = tmp_path_factory.mktemp("clean")
-    settings = ops_settings(root)
-    defs = build_definitions(settings)
-    with temp_instance(root) as instance:
-        land_and_ingest(settings, instance, defs)
-        assert all(ok for _, ok in run_in_process(instance, defs, DAYS))
-    return snapshot(settings)
+@pytest.fixture
+def clean(clean_days):
+    """The tables after an uninterrupted run of every day, in order (the session's clean days)."""
+    return snapshot(clean_days[0])
 
 
 def members(state: dict) -> list[tuple]:

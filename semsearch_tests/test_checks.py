@@ -40,17 +40,9 @@ from semsearch_tests.ops_support import (
 DAY = DAYS[1]
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    """Three clean days landed and materialized with every check; the runs' results."""
-    root = tmp_path_factory.mktemp("clean")
-    settings = ops_settings(root)
-    write_jsonl(settings.landing_path / "tickets.jsonl", sample_records())
-    defs = build_definitions(settings)
-    with temp_instance(root) as instance:
-        defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, run_config=QUIET)
-        results = {day: run_day(defs, instance, day) for day in DAYS}
-    return settings, results
+@pytest.fixture
+def clean(clean_days):
+    return clean_days
 
 
 @pytest.fixture
