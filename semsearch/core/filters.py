@@ -20,6 +20,7 @@ class FilterError(ValueError):
 
 
 def sql_literal(value: str) -> str:
+    """`value` as a SQL string literal (quotes doubled): for LanceDB and Delta predicates."""
     if "\x00" in value:
         raise FilterError("filter values cannot contain NUL characters")
     return "'" + value.replace("'", "''") + "'"

@@ -17,8 +17,9 @@ import polars as pl
 import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
+from semsearch.core.filters import sql_literal
 from semsearch.core.ingest import RecordParser, UnparseableFileError, is_landing_file, parse_file
-from semsearch.storage.delta import DeltaTables, sql_string
+from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import (
     BRONZE_TABLE,
     DOCUMENTS,
@@ -97,7 +98,7 @@ def _ingest_file(
     path: Path, relative: str, sha: str, tables: DeltaTables, parser: RecordParser
 ) -> FileReport:
     now = datetime.now(UTC)
-    file_filter = f"source_file = {sql_string(relative)}"
+    file_filter = f"source_file = {sql_literal(relative)}"
     # Days the file's earlier version fed must be re-run too: its rows there are replaced.
     earlier_days = _days_of_file(tables, relative)
     result = FileReport(path=relative, status="loaded", days=set(earlier_days))
@@ -177,7 +178,7 @@ def _record_landed(
         schema=LANDED_FILES,
     )
     tables.replace(
-        LANDED_TABLE, row, f"path = {sql_string(relative)}", LANDED_FILES, partitioned=False
+        LANDED_TABLE, row, f"path = {sql_literal(relative)}", LANDED_FILES, partitioned=False
     )
 
 

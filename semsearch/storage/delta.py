@@ -29,18 +29,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from semsearch.core.filters import sql_literal
 from semsearch.storage.schemas import PARTITION_COLUMN
 
 log = logging.getLogger(__name__)
 
 
-def sql_string(value: str) -> str:
-    """Quote a value as a SQL string literal (single quotes doubled)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def partition_predicate(day: date) -> str:
-    return f"{PARTITION_COLUMN} = '{day.isoformat()}'"
+    return f"{PARTITION_COLUMN} = {sql_literal(day.isoformat())}"
 
 
 # Concurrent commits to one table conflict only when they touch the same files; the loser is

@@ -16,8 +16,9 @@ import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from semsearch.core.filters import sql_literal
 from semsearch.core.ingest import RecordParser, RecordRejected, parse_created_at
-from semsearch.storage.delta import DeltaTables, sql_string
+from semsearch.storage.delta import DeltaTables
 from semsearch.storage.history import file_changes, read_files, table_version
 from semsearch.storage.schemas import (
     BRONZE_TABLE,
@@ -118,13 +119,13 @@ def ingest_source_table(uri: str, tables: DeltaTables, parser: RecordParser) -> 
     now = datetime.now(UTC)
     todays = [d for d in documents if d["partition_date"] in report.days]
     if report.days:
-        days = ", ".join(sql_string(d.isoformat()) for d in sorted(report.days))
-        predicate = f"source_file = {sql_string(name)} AND partition_date IN ({days})"
+        days = ", ".join(sql_literal(d.isoformat()) for d in sorted(report.days))
+        predicate = f"source_file = {sql_literal(name)} AND partition_date IN ({days})"
         table = _table(todays, name, now, DOCUMENTS, "ingested_at")
         tables.replace(BRONZE_TABLE, table, predicate, DOCUMENTS, partitioned=True)
     # The whole version was parsed, so its rejections replace the source's earlier ones.
     rejections = _table(rejected, name, now, REJECTED_RECORDS, "rejected_at")
-    own = f"source_file = {sql_string(name)}"
+    own = f"source_file = {sql_literal(name)}"
     tables.replace(REJECTED_TABLE, rejections, own, REJECTED_RECORDS, partitioned=False)
     report.rows_loaded, report.rows_rejected = len(documents), len(rejected)
     _record_version(tables, name, version, committed, report, now)
@@ -153,5 +154,5 @@ def _record_version(
     }
     table = pa.table({c: [row[c]] for c in LANDED_FILES.names}, schema=LANDED_FILES)
     tables.replace(
-        LANDED_TABLE, table, f"path = {sql_string(name)}", LANDED_FILES, partitioned=False
+        LANDED_TABLE, table, f"path = {sql_literal(name)}", LANDED_FILES, partitioned=False
     )
