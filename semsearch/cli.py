@@ -6,12 +6,14 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import textwrap
 from importlib import resources
 from pathlib import Path
 
 from semsearch.config import Settings
+from semsearch.errors import PoolBusyError
 
 SAMPLE = "banking77_sample.jsonl"
 DEMO_QUERIES = (
@@ -91,13 +93,33 @@ def _summarise(run) -> None:
         print(f"rejected records: {ingest[0].metadata.get('rows_rejected', 0)}")
 
 
+def _report_failed_days(run) -> int:
+    """Every failed or blocked day together, with what stopped it; the exit code."""
+    if not run.failed_days:
+        return 0
+    print(f"\n{len(run.failed_days)} of {len(run.days)} days did not complete:", file=sys.stderr)
+    for outcome in run.failed_days:
+        causes = [f"blocked by {name}: {why}" for name, why in outcome.failed_checks]
+        causes += outcome.errors if not causes else []
+        print(f"  {outcome.day} (run {outcome.run_id}):", file=sys.stderr)
+        for cause in causes or ["failed (see the run in the Dagster UI)"]:
+            print(f"    {cause}", file=sys.stderr)
+    print(
+        "The other days ran. A blocked day stays out of the index until its data is fixed or "
+        "the check's SEMSEARCH_CHECK_* threshold is changed; rejected records are in the "
+        "rejected_records table. Then run `semsearch backfill --from DAY --to DAY --in-process`.",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.runner import open_instance, run_pipeline
 
     instance = open_instance(settings)
     run = run_pipeline(settings, instance)
     _summarise(run)
-    return 0
+    return _report_failed_days(run)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,6 +135,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"materializing through Dagster (DAGSTER_HOME={os.environ['DAGSTER_HOME']}) …")
     run = run_pipeline(settings, instance)
     _summarise(run)
+    if _report_failed_days(run):
+        return 1
     for query in DEMO_QUERIES:
         print(f"\nsearch: “{query}”")
         _print_hits(search(query, k=3, settings=settings))
@@ -132,9 +156,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import date
 
-    from semsearch.defs.backfills import days_between, run_in_process, submit_backfill
+    from semsearch.defs.backfills import days_between, submit_backfill
     from semsearch.defs.definitions import build_definitions
-    from semsearch.runner import open_instance
+    from semsearch.runner import open_instance, run_days
 
     try:
         days = days_between(date.fromisoformat(args.first), date.fromisoformat(args.last))
@@ -142,10 +166,10 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError(f"backfill dates: {exc} (use YYYY-MM-DD)") from None
     instance, defs = open_instance(settings), build_definitions(settings)
     if args.in_process:
-        outcomes = run_in_process(instance, defs, days)
-        for day, ok in outcomes:
-            print(f"  {day}  {'ok' if ok else 'FAILED (see the run in the Dagster UI)'}")
-        return 0 if all(ok for _, ok in outcomes) else 1
+        run = run_days(settings, instance, defs, days)
+        for outcome in run.days:
+            print(f"  {outcome.day}  {'ok' if outcome.success else 'FAILED'}")
+        return _report_failed_days(run)
     backfill_id = submit_backfill(instance, defs, days)
     print(
         f"backfill {backfill_id} submitted: {len(days)} days ({days[0]} .. {days[-1]}).\n"
@@ -243,7 +267,14 @@ COMMANDS = {
 }
 
 
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    # `kill`, systemd and CI time-outs send SIGTERM: stop as Ctrl-C does, through Dagster's own
+    # interrupt handling, so the run in flight is marked as ended rather than left running.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -255,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # bad input: say what is wrong, no traceback
         print(f"semsearch: error: {exc}", file=sys.stderr)
         return 2
+    except PoolBusyError as exc:
+        print(f"semsearch: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("semsearch: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -102,6 +102,9 @@ class Settings:
     # slower than it can fail, so keep it well above the longest run.
     maintenance_cron: str = "0 3 * * *"  # UTC; the schedule of the maintain_storage job
     maintenance_retention_hours: int = 168  # at least 24
+    # A run started here waits at most this long for a pool (embedding, LanceDB writer, themes)
+    # held by another live run, then fails naming that run. Killed runs are released at once.
+    pool_wait_seconds: int = 900
 
     @staticmethod
     def embedding_api_key(environ: Mapping[str, str] | None = None) -> str:

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterEventType, DagsterInstance, Definitions
 
 from semsearch.config import Settings
 from semsearch.defs.backfills import days_between
@@ -24,6 +24,8 @@ from semsearch.defs.definitions import (
     build_definitions,
     console_run_config,
 )
+from semsearch.defs.partitions import PIPELINE_POOLS
+from semsearch.defs.run_guard import process_tags, release_dead_runs, wait_for_pools
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import BRONZE_TABLE, DOCUMENTS
 
@@ -40,11 +42,27 @@ class StageRecord:
 
 
 @dataclass
+class DayOutcome:
+    """How one day's run ended; a failed day says which blocking checks or step stopped it."""
+
+    day: date
+    run_id: str
+    success: bool
+    failed_checks: list[tuple[str, str]] = field(default_factory=list)  # (asset/check, why)
+    errors: list[str] = field(default_factory=list)  # failed steps' messages
+
+
+@dataclass
 class PipelineRun:
     records: list[StageRecord] = field(default_factory=list)
+    days: list[DayOutcome] = field(default_factory=list)
 
     def for_asset(self, asset: str) -> list[StageRecord]:
         return [r for r in self.records if r.asset == asset]
+
+    @property
+    def failed_days(self) -> list[DayOutcome]:
+        return [d for d in self.days if not d.success]
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -96,6 +114,45 @@ def days_with_data(settings: Settings) -> list[date]:
     return [] if first is None else days_between(first, last)
 
 
+def _day_outcome(day: date, result) -> DayOutcome:
+    outcome = DayOutcome(day, result.run_id, result.success)
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if not evaluation.passed and evaluation.blocking:
+                name = f"{evaluation.asset_key.to_user_string()}/{evaluation.check_name}"
+                outcome.failed_checks.append((name, evaluation.description or ""))
+        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            outcome.errors.append(f"{event.step_key}: {event.event_specific_data.error.message}")
+    return outcome
+
+
+def run_days(
+    settings: Settings,
+    instance: DagsterInstance,
+    defs: Definitions,
+    days: list[date],
+    log_level: str = "WARNING",
+) -> PipelineRun:
+    """Materialize each day in order, here. A day that fails or is blocked by a check is
+    recorded and the later days still run; killed runs before them are cleaned up first."""
+    job, run_config = defs.resolve_job_def(PIPELINE_JOB), console_run_config(log_level)
+    run = PipelineRun()
+    for day in sorted(days):
+        wait_for_pools(instance, PIPELINE_POOLS, settings.pool_wait_seconds)
+        log.info("materializing partition %s", day)
+        result = job.execute_in_process(
+            partition_key=day.isoformat(),
+            instance=instance,
+            run_config=run_config,
+            tags=process_tags(),
+            raise_on_error=False,
+        )
+        run.records += _records(result)
+        run.days.append(_day_outcome(day, result))
+    return run
+
+
 def run_pipeline(
     settings: Settings,
     instance: DagsterInstance,
@@ -105,19 +162,12 @@ def run_pipeline(
 ) -> PipelineRun:
     """Ingest landing files, then materialize every day's partition (default: days with data)."""
     defs = defs or build_definitions(settings)
-    run_config = console_run_config(log_level)
-    run = PipelineRun()
+    release_dead_runs(instance)
     ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
-        run_config=run_config, instance=instance
+        run_config=console_run_config(log_level), instance=instance, tags=process_tags()
     )
-    run.records += _records(ingest)
     if days is None:
         days = days_with_data(settings)
-    job = defs.resolve_job_def(PIPELINE_JOB)
-    for day in sorted(days):
-        log.info("materializing partition %s", day)
-        result = job.execute_in_process(
-            run_config=run_config, partition_key=day.isoformat(), instance=instance
-        )
-        run.records += _records(result)
+    run = run_days(settings, instance, defs, days, log_level)
+    run.records = _records(ingest) + run.records
     return run

@@ -27,6 +27,7 @@ DAILY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=1)
 EMBEDDING_POOL = "semsearch_embedding"
 LANCEDB_POOL = "semsearch_lancedb"
 THEMES_POOL = "semsearch_themes"
+PIPELINE_POOLS = (EMBEDDING_POOL, LANCEDB_POOL, THEMES_POOL)
 
 
 def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:

@@ -1,0 +1,100 @@
+"""A killed run never hangs the next one, and a run reports every day it could not finish."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dagster import DagsterInstance, DagsterRunStatus
+
+from semsearch.defs.partitions import PIPELINE_POOLS
+from semsearch.defs.run_guard import pool_holders
+from semsearch.storage.vector_index import VectorIndex
+from semsearch_tests.ops_support import DAYS, ops_settings, sample_records, write_jsonl
+
+PROJECT = Path(__file__).parents[1]
+
+
+def cli_env(settings, dagster_home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT),
+        "HF_HUB_OFFLINE": "1",
+        "DAGSTER_HOME": str(dagster_home),
+        "SEMSEARCH_HOME": settings.home,
+        "SEMSEARCH_PARTITIONS_START": settings.partitions_start,
+        "SEMSEARCH_THEME_MIN_CLUSTER_SIZE": str(settings.theme_min_cluster_size),
+    }
+
+
+def semsearch(*args: str, env: dict, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "semsearch.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_a_run_killed_inside_a_pooled_step_does_not_hang_the_next_run(tmp_path):
+    settings = ops_settings(tmp_path)
+    write_jsonl(settings.landing_path / "tickets.jsonl", sample_records())
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copyfile(PROJECT / "dagster.yaml", dagster_home / "dagster.yaml")  # the pools
+    env = cli_env(settings, dagster_home)
+
+    first = semsearch("run", env=env)
+    with DagsterInstance.from_config(str(dagster_home)) as inst:
+        # Kill it the moment a step holds (or waits for) a pool slot.
+        deadline = time.monotonic() + 240
+        while not pool_holders(inst, PIPELINE_POOLS) and first.poll() is None:
+            assert time.monotonic() < deadline, "no pooled step started"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert first.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+        killed = [r for r in inst.get_runs() if r.status == DagsterRunStatus.STARTED]
+        assert killed and pool_holders(inst, PIPELINE_POOLS)
+
+        second = semsearch("run", env=env)
+        try:
+            output, _ = second.communicate(timeout=300)  # before the fix: waited forever
+        finally:
+            second.kill()
+        assert second.returncode == 0, output
+        assert inst.get_run_by_id(killed[0].run_id).status == DagsterRunStatus.FAILURE
+        assert pool_holders(inst, PIPELINE_POOLS) == {}
+    index = VectorIndex(settings.lance_path)
+    for day in DAYS:
+        assert index.count_rows(f"partition_date = date '{day}'") > 0
+
+
+def test_a_blocked_day_is_reported_and_the_later_days_still_run(tmp_path):
+    settings = ops_settings(tmp_path)
+    blocked = DAYS[0]
+    empty = [
+        {"id": f"empty-{i}", "text": " ", "created_at": f"{blocked}T08:00:00Z"} for i in range(10)
+    ]
+    # The rejected share is measured per source file: the bad file feeds only its own day.
+    write_jsonl(settings.landing_path / "bad.jsonl", sample_records([blocked]) + empty)
+    write_jsonl(settings.landing_path / "good.jsonl", sample_records(DAYS[1:]))
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    process = semsearch("run", env=cli_env(settings, dagster_home))
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 1, output
+    assert f"{blocked} (run " in output
+    assert "blocked by raw_documents/rejected_share" in output
+    assert "rejected_records" in output and "Traceback" not in output
+    index = VectorIndex(settings.lance_path)
+    assert index.count_rows(f"partition_date = date '{blocked}'") == 0
+    for day in DAYS[1:]:
+        assert index.count_rows(f"partition_date = date '{day}'") > 0
