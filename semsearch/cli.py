@@ -154,16 +154,23 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import date
+    from datetime import UTC, date, datetime
 
     from semsearch.defs.backfills import days_between, submit_backfill
     from semsearch.defs.definitions import build_definitions
     from semsearch.runner import open_instance, run_days
 
     try:
-        days = days_between(date.fromisoformat(args.first), date.fromisoformat(args.last))
+        first, last = date.fromisoformat(args.first), date.fromisoformat(args.last)
     except ValueError as exc:
         raise ValueError(f"backfill dates: {exc} (use YYYY-MM-DD)") from None
+    today = datetime.now(UTC).date()  # the last daily partition
+    if first < settings.start_date or last > today:
+        raise ValueError(
+            f"backfill --from {first} --to {last}: partitions run from {settings.start_date} "
+            f"(SEMSEARCH_PARTITIONS_START) to {today} (today, UTC)"
+        )
+    days = days_between(first, last)
     instance, defs = open_instance(settings), build_definitions(settings)
     if args.in_process:
         run = run_days(settings, instance, defs, days)

@@ -190,3 +190,14 @@ def test_cli_backfill_refuses_a_reversed_range(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SEMSEARCH_HOME", str(tmp_path / "home"))
     assert main(["backfill", "--from", "2026-11-05", "--to", "2026-11-03"]) == 2
     assert "before" in capsys.readouterr().err
+
+
+def test_cli_backfill_refuses_days_outside_the_partitions_naming_the_range(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("SEMSEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SEMSEARCH_PARTITIONS_START", "2026-10-01")
+    assert main(["backfill", "--from", "2026-11-01", "--to", "2099-12-31"]) == 2
+    error = capsys.readouterr().err
+    assert "partitions run from 2026-10-01" in error and "today, UTC" in error
+    assert main(["backfill", "--from", "2026-09-30", "--to", "2026-10-02"]) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -193,3 +193,15 @@ def test_a_document_landed_again_under_another_date_moves_to_that_day(tables, la
     assert bronze.read_day(tables, day_two)["doc_id"].to_list() == ["d1", "d2"]
     assert bronze.days_sharing_documents(tables, {day_three}, version) == {day_two}
     assert bronze.days_sharing_documents(tables, {day_three}) == set()
+
+
+def test_a_record_dated_after_today_is_rejected_with_the_reason_and_the_rest_land(tables, landing):
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    records = [good(1), good(2, created_at="2099-12-31T00:00:00Z")]
+    records.append(good(3, created_at=f"{tomorrow}T00:30:00Z"))  # clock skew
+    write_jsonl(landing / "future.jsonl", records)
+    report = bronze.ingest_landing(landing, tables, parser())
+    assert report.rows_loaded == 1 and report.days == {date(2024, 1, 2)}
+    reasons = rejected(tables)
+    assert "after the last partition" in reasons[("future.jsonl", 2)]
+    assert "after the last partition" in reasons[("future.jsonl", 3)]

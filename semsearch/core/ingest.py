@@ -202,6 +202,10 @@ class RecordParser:
     mapping: ColumnMapping
     date_policy: DatePolicy
     first_day: date
+    # The last day a record may carry: the last daily partition, today in UTC (None: the clock's
+    # today at parse time). A later date is upstream clock skew or a wrong date; such a record
+    # has no partition to go to and is rejected with the reason, never held silently.
+    last_day: date | None = None
 
     def parse(self, record: dict, file_mtime: datetime) -> dict[str, Any]:
         text = record.get(self.mapping.text)
@@ -214,6 +218,13 @@ class RecordParser:
         if created_at.date() < self.first_day:
             raise RecordRejected(
                 f"created_at {created_at.date()} is before the first partition {self.first_day}"
+            )
+        last_day = self.last_day or datetime.now(UTC).date()
+        if created_at.date() > last_day:
+            raise RecordRejected(
+                f"created_at {created_at.isoformat()} is after the last partition {last_day} "
+                "(today, UTC): a future date from clock skew or a wrong value; fix the record "
+                "and land the file again"
             )
         return {
             "doc_id": _doc_id(record, self.mapping.id, text, title),
