@@ -51,16 +51,17 @@ def _print_themes(themes, limit: int | None = None) -> None:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from semsearch.query import search
+    from semsearch.query import searcher_for
 
-    hits = search(
-        args.query,
-        k=args.k,
-        since=args.since,
-        until=args.until,
-        where=args.where,
-        settings=settings,
-    )
+    searcher = searcher_for(settings)
+    if searcher.index.table() is None:  # before loading the model: say it at once
+        print(
+            f"semsearch: nothing is indexed yet in {settings.home}: run `semsearch demo` or "
+            "`semsearch run`",
+            file=sys.stderr,
+        )
+        return 1
+    hits = searcher.search(args.query, args.k, args.since, args.until, args.where)
     _print_hits(hits)
     return 0
 

@@ -13,6 +13,7 @@ import pytest
 from dagster import DagsterInstance
 
 from semsearch.config import Settings
+from semsearch.core.filters import FilterError
 from semsearch.query import search
 from semsearch.runner import run_pipeline
 from semsearch_tests.conftest import write_jsonl
@@ -82,3 +83,20 @@ def test_paraphrased_titles_find_their_issue_in_the_top_three(indexed):
         [d for d, ok in found.items() if not ok],
     )
     assert rate >= 0.75
+
+
+def test_a_metadata_key_no_document_has_is_an_error_listing_the_keys(indexed):
+    assert search("dataset loading", k=3, where={"state": "closed"}, settings=indexed)
+    with pytest.raises(FilterError, match="'stat'.*the keys are: .*state") as error:
+        search("dataset loading", k=3, where={"stat": "closed"}, settings=indexed)
+    assert "comments" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "k", "message"),
+    [("x" * 100_000, 3, "100,000 characters; at most 4,000"), ("bug", 0, "k must be 1..1000"),
+     ("bug", 1001, "k must be 1..1000")],
+)  # fmt: skip
+def test_queries_and_k_out_of_bounds_are_refused_clearly(indexed, query, k, message):
+    with pytest.raises(ValueError, match=message):
+        search(query, k=k, settings=indexed)

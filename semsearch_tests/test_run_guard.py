@@ -98,3 +98,14 @@ def test_a_blocked_day_is_reported_and_the_later_days_still_run(tmp_path):
     assert index.count_rows(f"partition_date = date '{blocked}'") == 0
     for day in DAYS[1:]:
         assert index.count_rows(f"partition_date = date '{day}'") > 0
+
+
+def test_search_in_an_empty_home_says_nothing_is_indexed_yet(tmp_path):
+    settings = ops_settings(tmp_path)
+    process = semsearch("search", "card not arrived", env=cli_env(settings, tmp_path / "dagster"))
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert output.strip() == (
+        f"semsearch: nothing is indexed yet in {settings.home}: run `semsearch demo` or "
+        "`semsearch run`"
+    )

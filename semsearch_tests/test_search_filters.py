@@ -99,3 +99,13 @@ def test_vectors_returned_are_cosine_scores(index, local_backend):
     assert top["chunk_id"][0].as_py() == "c1"
     assert top["_distance"][0].as_py() == pytest.approx(0.0, abs=1e-5)
     assert np.isfinite(top["_distance"].to_numpy()).all()
+
+
+@pytest.mark.parametrize("where", [{1: "x"}, {"category": 3}, {None: "x"}])
+def test_non_string_keys_and_values_are_filter_errors_not_type_errors(where):
+    with pytest.raises(FilterError):
+        SearchFilter.parse(where=where)
+
+
+def test_spaces_around_key_and_value_are_ignored():
+    assert SearchFilter.parse(where=[" label = bug "]).where == {"label": "bug"}

@@ -73,11 +73,11 @@ def _split_pair(pair: str) -> tuple[str, str]:
     key, sep, value = pair.partition("=")
     if not sep:
         raise FilterError(f"filter {pair!r} is not of the form key=value")
-    return key.strip(), value
+    return key.strip(), value.strip()
 
 
-def _check_pair(key: str, value: str) -> None:
-    if not _KEY.match(key):
+def _check_pair(key: object, value: object) -> None:
+    if not isinstance(key, str) or not _KEY.match(key):
         raise FilterError(
             f"filter key {key!r} is not a plain name "
             "(letters, digits, _ . -; starting with a letter)"

@@ -15,11 +15,12 @@ from datetime import date
 
 import numpy as np
 import polars as pl
+import pyarrow.compute as pc
 
 from semsearch.config import Settings
 from semsearch.core.backends import build_backend
 from semsearch.core.embedding import EmbeddingBackend
-from semsearch.core.filters import SearchFilter
+from semsearch.core.filters import FilterError, SearchFilter
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
 from semsearch.storage.vector_index import AnnParams, VectorIndex
@@ -48,6 +49,10 @@ class ThemeSummary:
     window: tuple[date, date]
 
 
+MAX_K = 1000  # results per query: more is an export, not a search
+MAX_QUERY_CHARS = 4000  # the model reads ~250 tokens; a longer "query" is a pasted document
+
+
 class Searcher:
     """Answers queries over one semsearch home; the model loads on the first query."""
 
@@ -58,6 +63,7 @@ class Searcher:
         self.ann_params = AnnParams(min_rows=settings.ann_min_rows)
         self._backend: EmbeddingBackend | None = None
         self._lock = threading.Lock()
+        self._metadata_keys: tuple[int, frozenset[str]] | None = None  # (index version, keys)
 
     @property
     def backend(self) -> EmbeddingBackend:
@@ -84,9 +90,15 @@ class Searcher:
         """Rank indexed chunks by meaning; filters are validated and quoted, never spliced raw."""
         if not query or not query.strip():
             raise ValueError("the search query is empty")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        if len(query) > MAX_QUERY_CHARS:
+            raise ValueError(
+                f"the search query is {len(query):,} characters; at most {MAX_QUERY_CHARS:,} "
+                "(describe what you are looking for in a sentence or two)"
+            )
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be 1..{MAX_K}, got {k}")
         search_filter = SearchFilter.parse(since, until, where)
+        self._check_filter_keys(search_filter)
         self.index.check_model(self.backend.model_id)
         vector = self.embed_query(query)
         rows = self.index.search(
@@ -107,6 +119,28 @@ class Searcher:
             )
             for r in rows
         ]
+
+    def metadata_keys(self) -> frozenset[str]:
+        """The metadata keys the indexed documents have (read once per index version)."""
+        table = self.index.table()
+        if table is None:
+            return frozenset()
+        if self._metadata_keys is None or self._metadata_keys[0] != table.version:
+            tags = table.search().select(["metadata_tags"]).limit(table.count_rows()).to_arrow()
+            flat = pc.list_flatten(tags["metadata_tags"]).to_pylist() if tags.num_rows else []
+            keys = frozenset(tag.partition("=")[0] for tag in flat)
+            self._metadata_keys = (table.version, keys)
+        return self._metadata_keys[1]
+
+    def _check_filter_keys(self, search_filter: SearchFilter) -> None:
+        """A key no document has is a typo, not "nothing matches": say which keys exist."""
+        unknown = sorted(set(search_filter.where) - self.metadata_keys())
+        if unknown and self.index.table() is not None:
+            known = ", ".join(sorted(self.metadata_keys())) or "none"
+            raise FilterError(
+                f"no indexed document has the metadata key {', '.join(map(repr, unknown))}; "
+                f"the keys are: {known}"
+            )
 
     def themes_for_chunks(self, chunk_ids: list[str]) -> dict[str, tuple[str, str]]:
         """Each chunk's theme and label in the latest window that clustered it."""
