@@ -205,3 +205,35 @@ def test_a_record_dated_after_today_is_rejected_with_the_reason_and_the_rest_lan
     reasons = rejected(tables)
     assert "after the last partition" in reasons[("future.jsonl", 2)]
     assert "after the last partition" in reasons[("future.jsonl", 3)]
+
+
+def test_symlinks_out_of_the_landing_folder_are_refused_and_recorded(tables, landing, tmp_path):
+    secret = write_jsonl(tmp_path / "outside" / "secret.jsonl", [good(1, text="the root password")])
+    (landing / "link.jsonl").symlink_to(secret)
+    write_jsonl(landing / "real" / "inside.jsonl", [good(2)])
+    (landing / "alias.jsonl").symlink_to(landing / "real" / "inside.jsonl")  # stays inside
+    report = bronze.ingest_landing(landing, tables, parser())
+    statuses = {f.path: f.status for f in report.files}
+    assert statuses == {
+        "link.jsonl": "skipped",
+        "alias.jsonl": "loaded",
+        "real/inside.jsonl": "loaded",
+    }
+    texts = tables.scan(BRONZE_TABLE, DOCUMENTS).collect()["text"].to_list()
+    assert "the root password" not in texts
+    assert "outside the landing folder" in rejected(tables)[("link.jsonl", None)]
+    assert bronze.ingest_landing(landing, tables, parser()).unchanged == 3  # recorded once
+
+
+def test_unknown_file_types_are_recorded_as_skipped_with_the_reason(tables, landing):
+    (landing / "notes.txt").write_text("card not arrived\n")
+    (landing / "tickets.xlsx").write_bytes(b"PK\x03\x04")
+    (landing / ".partial.jsonl").write_text("{")  # hidden: an upload in progress
+    report = bronze.ingest_landing(landing, tables, parser())
+    assert {f.path: f.status for f in report.files} == {
+        "notes.txt": "skipped",
+        "tickets.xlsx": "skipped",
+    }
+    landed = tables.scan(LANDED_TABLE, LANDED_FILES).collect()
+    assert set(landed["status"]) == {"skipped"}
+    assert "unsupported file type .xlsx" in rejected(tables)[("tickets.xlsx", None)]

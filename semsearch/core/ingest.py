@@ -67,11 +67,23 @@ class RecordRejected(ValueError):
 
 
 def is_landing_file(path: Path) -> bool:
-    return (
-        path.is_file()
-        and path.suffix.lower() in SUPPORTED_SUFFIXES
-        and not path.name.startswith(".")
-    )
+    """A file someone dropped in the landing folder (hidden files, e.g. partial uploads, not)."""
+    return path.is_file() and not path.name.startswith(".")
+
+
+def landing_skip_reason(path: Path, landing_dir: Path) -> str | None:
+    """Why a landing file is not read (recorded, never silent), or None to read it.
+
+    A symlink may point anywhere on the machine; following one out of the landing folder would
+    make any file the service can read searchable, so only links that stay inside are read.
+    """
+    target = path.resolve()
+    if path.is_symlink() and not target.is_relative_to(landing_dir.resolve()):
+        return f"refused: a symlink to {target}, outside the landing folder (copy the file in)"
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        kind = path.suffix or "(no extension)"
+        return f"skipped: unsupported file type {kind}; use one of {', '.join(SUPPORTED_SUFFIXES)}"
+    return None
 
 
 def _has_invalid_utf8(value: Any) -> bool:

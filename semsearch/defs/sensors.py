@@ -44,8 +44,8 @@ from semsearch.defs.dagster_internals import PartitionKeyFilter
 from semsearch.defs.resources import StorageResource
 from semsearch.storage.bronze import (
     days_sharing_documents,
-    file_sha256,
     landing_files,
+    landing_fingerprint,
     read_day,
 )
 from semsearch.storage.delta import DeltaTables
@@ -113,7 +113,7 @@ def scan_landing(
         if not complete:
             scan.settling.append(relative)
             continue
-        sha = file_sha256(path)
+        sha = landing_fingerprint(path, landing_dir)
         if sha != (known[2] if known else None) and sha != cursor.requested.get(relative):
             scan.ready[relative] = sha
     cursor.seen = seen

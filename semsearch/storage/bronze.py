@@ -18,7 +18,13 @@ import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
 from semsearch.core.filters import sql_literal
-from semsearch.core.ingest import RecordParser, UnparseableFileError, is_landing_file, parse_file
+from semsearch.core.ingest import (
+    RecordParser,
+    UnparseableFileError,
+    is_landing_file,
+    landing_skip_reason,
+    parse_file,
+)
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import (
     BRONZE_TABLE,
@@ -61,6 +67,15 @@ class IngestReport:
         return sum(f.rows_rejected for f in self.files)
 
 
+def landing_fingerprint(path: Path, landing_dir: Path) -> str:
+    """What identifies a landing file's content: its bytes' hash, or for a refused symlink its
+    target (never read)."""
+    reason = landing_skip_reason(path, landing_dir)
+    if reason and path.is_symlink():
+        return hashlib.sha256(f"link:{path.resolve()}".encode()).hexdigest()
+    return file_sha256(path)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -86,12 +101,33 @@ def ingest_landing(landing_dir: Path, tables: DeltaTables, parser: RecordParser)
     landed = _landed_hashes(tables)
     for path in landing_files(landing_dir):
         relative = path.relative_to(landing_dir).as_posix()
-        sha = file_sha256(path)
+        sha = landing_fingerprint(path, landing_dir)
         if landed.get(relative) == sha:
             report.unchanged += 1
             continue
-        report.files.append(_ingest_file(path, relative, sha, tables, parser))
+        reason = landing_skip_reason(path, landing_dir)
+        if reason:
+            report.files.append(_skip_file(path, relative, sha, reason, tables))
+        else:
+            report.files.append(_ingest_file(path, relative, sha, tables, parser))
     return report
+
+
+def _skip_file(path: Path, relative: str, sha: str, reason: str, tables: DeltaTables) -> FileReport:
+    """Record why a file is not read, in landed_files and rejected_records, so a user finds it."""
+    log.warning("landing file %s %s", relative, reason)
+    now = datetime.now(UTC)
+    row = [{"source_row": None, "reason": reason, "raw": None}]
+    tables.replace(
+        REJECTED_TABLE,
+        _with_source(row, relative, now, REJECTED_RECORDS, "rejected_at"),
+        f"source_file = {sql_literal(relative)}",
+        REJECTED_RECORDS,
+        partitioned=False,
+    )
+    result = FileReport(path=relative, status="skipped", rows_rejected=1, error=reason)
+    _record_landed(tables, path, relative, sha, result, now)
+    return result
 
 
 def _ingest_file(
