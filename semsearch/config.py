@@ -81,6 +81,8 @@ class Settings:
     # Check thresholds; each check says in the UI whether it blocks (ERROR) or warns (WARN).
     check_min_documents: int = 1  # fewer documents in a day: WARN; 0 accepts empty days
     check_max_rejected_share: float = 0.1  # of the day's source files' records; ERROR above
+    # Of the day's chunks without a vector (dead letters); ERROR above: the day is incomplete.
+    check_max_dead_letter_share: float = 0.05
     check_probe_items: int = 3  # stored chunks searched for themselves per day
     check_min_ann_recall: float = 0.9  # ANN recall@10 against exact search, once an index exists
     check_max_noise_share: float = 0.7  # share of a window's chunks left as outliers

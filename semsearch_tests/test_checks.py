@@ -64,7 +64,7 @@ BLOCKING = {
     "raw_documents/text_present", "raw_documents/dates_in_partition",
     "chunks/every_document_chunked", "chunks/token_counts_in_bounds", "chunks/chunk_ids_unique",
     "embeddings/one_vector_per_chunk", "embeddings/finite_vectors",
-    "embeddings/expected_dimension", "embeddings/single_model",
+    "embeddings/expected_dimension", "embeddings/single_model", "embeddings/dead_letter_share",
     "vector_index/rows_match_embeddings", "vector_index/known_item_probe",
     "themes/assignments_unique",
 }  # fmt: skip
@@ -203,6 +203,7 @@ def test_embedding_checks_catch_bad_vectors_other_models_and_dead_letters(corrup
         "embeddings/normalised_vectors",
         "embeddings/single_model",
         "embeddings/no_dead_letters",
+        "embeddings/dead_letter_share",
     }
     assert "1 missing" in found["embeddings/one_vector_per_chunk"], dropped
     assert materialized(result) == set()

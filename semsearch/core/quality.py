@@ -38,6 +38,7 @@ class Thresholds:
 
     min_documents: int
     max_rejected_share: float
+    max_dead_letter_share: float
     min_ann_recall: float
     max_noise_share: float
     min_themes: int
@@ -46,7 +47,12 @@ class Thresholds:
     norm_tolerance: float = 1e-3  # float32 vectors of a normalising model
 
     def __post_init__(self) -> None:
-        for name in ("max_rejected_share", "min_ann_recall", "max_noise_share"):
+        for name in (
+            "max_rejected_share",
+            "max_dead_letter_share",
+            "min_ann_recall",
+            "max_noise_share",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a share in [0, 1]")
         if not 0.0 <= self.min_theme_stability <= 1.0:

@@ -64,6 +64,7 @@ class QualityResource(ConfigurableResource):
     # No defaults here: `from_settings` fills every field, so `Settings` stays the one place.
     min_documents: int
     max_rejected_share: float
+    max_dead_letter_share: float
     probe_items: int
     min_ann_recall: float
     max_noise_share: float
@@ -78,6 +79,7 @@ class QualityResource(ConfigurableResource):
         resource = cls(
             min_documents=settings.check_min_documents,
             max_rejected_share=settings.check_max_rejected_share,
+            max_dead_letter_share=settings.check_max_dead_letter_share,
             probe_items=settings.check_probe_items,
             min_ann_recall=settings.check_min_ann_recall,
             max_noise_share=settings.check_max_noise_share,
@@ -207,6 +209,16 @@ RULES: tuple[Rule, ...] = (
         Severity.ERROR,
         "All vectors come from the configured model.",
         lambda p: q.single_value(p.embeddings, "model_id", p.expected_model.model_id),
+    ),
+    Rule(
+        EMBEDDINGS_TABLE,
+        "dead_letter_share",
+        Severity.ERROR,
+        "At most SEMSEARCH_CHECK_MAX_DEAD_LETTER_SHARE of the day's chunks failed to embed: a "
+        "day mostly missing from the index must not look done (the endpoint is down or refusing).",
+        lambda p: q.share_at_most(
+            len(p.dead_letter_ids), p.chunks.height, p.limits.max_dead_letter_share, "dead letters"
+        ),
     ),
     Rule(
         EMBEDDINGS_TABLE,
