@@ -92,6 +92,10 @@ def _summarise(run) -> None:
     ingest = run.for_asset("bronze_documents")
     if ingest:
         print(f"rejected records: {ingest[0].metadata.get('rows_rejected', 0)}")
+    dead = {r.partition: r.metadata.get("dead_letters", 0) for r in run.for_asset("embeddings")}
+    if any(dead.values()):
+        days = ", ".join(f"{day}: {n}" for day, n in sorted(dead.items()) if n)
+        print(f"dead letters (chunks without a vector, in embedding_dead_letter): {days}")
 
 
 def _report_failed_days(run) -> int:

@@ -63,6 +63,9 @@ class Settings:
     openai_initial_wait_seconds: float = 1.0  # first backoff; doubles per retry, with jitter
     openai_max_wait_seconds: float = 60.0  # cap on one wait, Retry-After included
     openai_max_total_seconds: float = 300.0  # retry budget per request batch
+    # Connection failures, time-outs or 5xx in a row, across batches, that stop the run: the
+    # endpoint is down, and retrying every batch would dead-letter everything after minutes.
+    openai_circuit_breaker_failures: int = 10
     openai_requests_per_minute: int = 0  # client-side rate limit; 0: none
     openai_tokens_per_minute: int = 0  # client-side rate limit; 0: none
     openai_max_input_tokens: int = 8191  # per input; chunks are cut below it
@@ -197,6 +200,7 @@ class Settings:
             "openai_max_attempts",
             "openai_max_wait_seconds",
             "openai_max_total_seconds",
+            "openai_circuit_breaker_failures",
             "openai_max_input_tokens",
             "openai_max_inputs_per_request",
         )

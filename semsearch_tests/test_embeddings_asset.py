@@ -7,6 +7,7 @@ tables in a temp folder, and every run is a real `dagster.materialize` of the da
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -326,3 +327,27 @@ def test_env_example_lists_every_setting_with_its_default():
     listed = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     for field in dataclasses.fields(Settings):
         assert listed[ENV_PREFIX + field.name.upper()] == str(field.default), field.name
+
+
+def test_endpoint_down_stops_the_day_fast_keeps_paid_vectors_and_never_pays_twice(
+    api_settings, server, instance, banking77
+):
+    """The first 3 requests succeed, then every request fails: the breaker stops the run within
+    a few requests, the 3 batches paid for are cached, and the re-run asks only for the rest."""
+    land(api_settings, "a", banking77[:80], DAY1)
+    settings = api_settings.replace(openai_concurrency=1, openai_circuit_breaker_failures=4)
+    server.script("ok", "ok", "ok", *["503"] * 40)
+    started = time.monotonic()
+    result = run_day(settings, instance, DAY1, raise_on_error=False)
+    assert not result.success and time.monotonic() - started < 60
+    assert "looks down: 4 requests in a row failed" in run_log(instance, result)
+    assert len(server.requests) == 3 + 4  # no batch spent its whole retry budget
+    paid = ok_inputs(server.requests)
+    assert sum(paid.values()) == 3 * 8
+    assert day_embeddings(settings, DAY1).height == 0  # the day's tables as they were
+
+    server.reset()
+    assert run_day(settings, instance, DAY1).success
+    again = ok_inputs(server.requests)
+    assert not set(again) & set(paid)  # nothing requested twice
+    assert day_embeddings(settings, DAY1).height == day_chunks(settings, DAY1).height

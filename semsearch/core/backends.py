@@ -30,6 +30,7 @@ def build_backend(settings: Settings, api_key: str = "") -> EmbeddingBackend:
             tokens_per_minute=settings.openai_tokens_per_minute,
             max_input_tokens=settings.openai_max_input_tokens,
             max_inputs_per_request=settings.openai_max_inputs_per_request,
+            circuit_breaker_failures=settings.openai_circuit_breaker_failures,
         )
     raise ValueError(
         f"unknown embedding backend {settings.embedding_backend!r}: use 'local' or 'openai'"

@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -71,13 +71,20 @@ class Tokenizer(Protocol):
         ...
 
 
+# Receives the vectors of one completed request (indices into the texts of the `embed` call), so
+# what was paid for is kept even if a later request fails or the process dies.
+BatchSink = Callable[[EmbeddingResult], None]
+
+
 class EmbeddingBackend(Tokenizer, Protocol):
     model_id: str
     dimension: int
     max_input_tokens: int  # content tokens per input, special tokens already subtracted
     normalized: bool  # whether the vectors come back unit-length
 
-    def embed(self, texts: Sequence[str]) -> EmbeddingResult: ...
+    def embed(self, texts: Sequence[str], on_batch: BatchSink | None = None) -> EmbeddingResult:
+        """Vectors for `texts`; `on_batch` receives each request's vectors as it completes."""
+        ...
 
 
 def validate_vectors(vectors: np.ndarray, expected_rows: int, dimension: int) -> None:
@@ -191,7 +198,7 @@ class LocalBackend:
         )
         return [tuple(span) for span in encoded["offset_mapping"]]
 
-    def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+    def embed(self, texts: Sequence[str], on_batch: BatchSink | None = None) -> EmbeddingResult:
         stats = EmbeddingStats(requests=1 if texts else 0, tokens=sum(self.count_tokens(texts)))
         vectors = self._model.encode(
             list(texts),
@@ -201,9 +208,12 @@ class LocalBackend:
             show_progress_bar=False,
         ).astype(np.float32)
         vectors = vectors.reshape(len(texts), self.dimension)
-        return checked(
+        result = checked(
             EmbeddingResult(list(range(len(texts))), vectors, [], stats), len(texts), self.dimension
         )
+        if on_batch is not None:
+            on_batch(result)
+        return result
 
 
 class VectorCache(Protocol):
@@ -212,10 +222,10 @@ class VectorCache(Protocol):
     def store(self, keys: Sequence[str], vectors: np.ndarray) -> None: ...
 
 
-# Texts per backend call in `embed_with_cache`. Each call's vectors are cached before the next is
-# sent, so a run that dies part-way (quota, crash) never pays for them again. Large enough to keep
-# an API backend's concurrent requests full (4 x 2048 inputs) and the local model's
-# length-sorted batching effective.
+# Texts per backend call in `embed_with_cache`: large enough to keep an API backend's concurrent
+# requests full (4 x 2048 inputs) and the local model's length-sorted batching effective. The
+# vectors of each request reach the cache as it completes, so a run that dies part-way (quota,
+# crash, kill -9) pays again for at most the requests in flight.
 CHECKPOINT_TEXTS = 8192
 
 
@@ -267,12 +277,17 @@ def embed_with_cache(
     stats = EmbeddingStats()
     for start in range(0, len(miss_keys), checkpoint_every):
         part = miss_keys[start : start + checkpoint_every]
-        result = checked(backend.embed([missing[k] for k in part]), len(part), backend.dimension)
+
+        def store(batch: EmbeddingResult, part: list[str] = part) -> None:
+            good = checked(batch, len(part), backend.dimension)
+            vectors = {part[i]: v for i, v in zip(good.indices, good.vectors, strict=True)}
+            if vectors:
+                cache.store(list(vectors), np.stack(list(vectors.values())))
+            fresh.update(vectors)
+
+        texts_of_part = [missing[k] for k in part]
+        result = checked(backend.embed(texts_of_part, on_batch=store), len(part), backend.dimension)
         stats.add(result.stats)
-        vectors = {part[i]: v for i, v in zip(result.indices, result.vectors, strict=True)}
-        if vectors:
-            cache.store(list(vectors), np.stack(list(vectors.values())))
-        fresh.update(vectors)
         failed.update({part[f.index]: f for f in result.failures})
     return CachedEmbedding(
         vectors=[cached.get(k, fresh.get(k)) for k in keys],

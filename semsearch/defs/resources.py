@@ -119,6 +119,7 @@ class EmbeddingResource(ConfigurableResource):
     openai_initial_wait_seconds: float = _DEFAULTS.openai_initial_wait_seconds
     openai_max_wait_seconds: float = _DEFAULTS.openai_max_wait_seconds
     openai_max_total_seconds: float = _DEFAULTS.openai_max_total_seconds
+    openai_circuit_breaker_failures: int = _DEFAULTS.openai_circuit_breaker_failures
     openai_requests_per_minute: int = _DEFAULTS.openai_requests_per_minute
     openai_tokens_per_minute: int = _DEFAULTS.openai_tokens_per_minute
     openai_max_input_tokens: int = _DEFAULTS.openai_max_input_tokens

@@ -38,6 +38,7 @@ from tenacity import (
 )
 
 from semsearch.core.embedding import (
+    BatchSink,
     EmbeddingError,
     EmbeddingFailure,
     EmbeddingResult,
@@ -46,12 +47,20 @@ from semsearch.core.embedding import (
     validate_vectors,
 )
 from semsearch.core.openai.batching import Batch, BatchOutcome, Exhausted, fail_all, halves
-from semsearch.core.openai.errors import Aborted, EmbeddingConfigError, MalformedResponseError
+from semsearch.core.openai.errors import (
+    Aborted,
+    EmbeddingConfigError,
+    EndpointDownError,
+    MalformedResponseError,
+)
 from semsearch.core.openai.ratelimit import RateLimiter, interruptible_sleep
 from semsearch.core.openai.retry_after import error_headers, retry_after_seconds
 from semsearch.core.openai.tokens import tokenizer_for
 
 log = logging.getLogger(__name__)
+
+# Failures that say the endpoint itself is unreachable or broken, not this request.
+ENDPOINT_DOWN_REASONS = {"connection", "timeout", "server_error"}
 
 KNOWN_DIMENSIONS = {
     "text-embedding-3-small": 1536,
@@ -79,6 +88,29 @@ def _retry_reason(error: BaseException) -> str | None:
 
 def _is_quota(error: openai.APIStatusError) -> bool:
     return "insufficient_quota" in (error.code, error.type)
+
+
+class CircuitBreaker:
+    """Counts endpoint failures in a row across every worker; any success resets the count.
+
+    Retries ride out a blip; a run of failures across batches means the endpoint is down, and
+    sending on would only spend every batch's retry budget (minutes) to dead-letter them all.
+    """
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._failures = 0
+
+    def trips(self) -> bool:
+        """Count a failure; True once `threshold` have come in a row."""
+        with self._lock:
+            self._failures += 1
+            return self._failures >= self.threshold
 
 
 class OpenAIBackend:
@@ -118,6 +150,7 @@ class OpenAIBackend:
         max_inputs_per_request: int = 2048,
         max_tokens_per_request: int = 300_000,
         tokenizer: Tokenizer | None = None,
+        circuit_breaker_failures: int = 10,
     ) -> None:
         if not api_key:
             raise EmbeddingConfigError("no API key given: set OPENAI_API_KEY")
@@ -134,6 +167,7 @@ class OpenAIBackend:
         self.max_total_seconds = max_total_seconds
         self.max_wait_seconds = max_wait_seconds
         self.concurrency = concurrency
+        self._breaker = CircuitBreaker(circuit_breaker_failures)
         self._api_key = api_key
         self._tokenizer: Tokenizer = tokenizer or tokenizer_for(model)
         self._limiter = RateLimiter(requests_per_minute, tokens_per_minute)
@@ -163,12 +197,15 @@ class OpenAIBackend:
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         return list(self._tokenizer.token_offsets(text))
 
-    def embed(self, texts: Sequence[str]) -> EmbeddingResult:
-        """Embed `texts`; per-input failures are returned, configuration errors raised."""
+    def embed(self, texts: Sequence[str], on_batch: BatchSink | None = None) -> EmbeddingResult:
+        """Embed `texts`; per-input failures are returned, configuration errors raised.
+
+        `on_batch` gets each request's vectors as it completes, before any later error.
+        """
         batches, rejected = self._plan(texts)
         total = BatchOutcome(failures=rejected)
         if batches:
-            total.merge(self._run_batches(batches))
+            total.merge(self._run_batches(batches, on_batch))
         return self._result(total)
 
     def _plan(self, texts: Sequence[str]) -> tuple[list[Batch], list[EmbeddingFailure]]:
@@ -208,7 +245,7 @@ class OpenAIBackend:
             )
         return None
 
-    def _run_batches(self, batches: list[Batch]) -> BatchOutcome:
+    def _run_batches(self, batches: list[Batch], on_batch: BatchSink | None) -> BatchOutcome:
         abort = threading.Event()
         config_errors: list[EmbeddingConfigError] = []
 
@@ -230,7 +267,10 @@ class OpenAIBackend:
             try:
                 # as_completed: a config error anywhere stops the others without waiting on them.
                 for future in as_completed(futures):
-                    total.merge(future.result())
+                    outcome = future.result()
+                    total.merge(outcome)
+                    if on_batch is not None and outcome.indices:
+                        on_batch(self._result(BatchOutcome(outcome.indices, outcome.vectors)))
             except BaseException as error:
                 abort.set()
                 for future in futures:
@@ -318,7 +358,20 @@ class OpenAIBackend:
         except openai.RateLimitError as error:
             self._pause_for_rate_limit(error)
             raise
+        except openai.APIError as error:
+            if _retry_reason(error) in ENDPOINT_DOWN_REASONS and self._breaker.trips():
+                raise self._endpoint_down(self._breaker.threshold, error) from error
+            raise
+        self._breaker.succeeded()
         return self._vectors(response, len(batch.texts), stats)
+
+    def _endpoint_down(self, failures: int, error: BaseException) -> EmbeddingConfigError:
+        return EndpointDownError(
+            f"{self.base_url} looks down: {failures} requests in a row failed "
+            f"({_retry_reason(error)}: {self._describe(error)}); stopped sending. Vectors "
+            "embedded before are kept in the cache; run the day again once the endpoint is back "
+            "(SEMSEARCH_OPENAI_CIRCUIT_BREAKER_FAILURES sets how many failures in a row stop it)"
+        )
 
     def _request(self, texts: list[str]) -> dict[str, Any]:
         # base64 halves the payload; _decode also accepts float lists from servers ignoring it.
