@@ -40,6 +40,8 @@ class Settings:
     created_at_column: str = "created_at"
     # "reject" (default), "file_mtime", or a fixed ISO date such as 2026-01-01.
     missing_date_policy: str = "reject"
+    # Longest document text accepted; a longer record is rejected with the reason.
+    max_document_chars: int = 100_000
 
     # Chunking, in tokens of the embedding model's own tokenizer.
     chunk_size_tokens: int = 200

@@ -237,3 +237,12 @@ def test_unknown_file_types_are_recorded_as_skipped_with_the_reason(tables, land
     landed = tables.scan(LANDED_TABLE, LANDED_FILES).collect()
     assert set(landed["status"]) == {"skipped"}
     assert "unsupported file type .xlsx" in rejected(tables)[("tickets.xlsx", None)]
+
+
+def test_a_document_over_the_size_ceiling_is_rejected_with_the_reason(tables, landing):
+    huge = good(2, text="log line\n" * 20_000)  # 180,000 characters
+    write_jsonl(landing / "paste.jsonl", [good(1), huge])
+    narrow = RecordParser(ColumnMapping(), DatePolicy(), FIRST_DAY, max_text_chars=100_000)
+    report = bronze.ingest_landing(landing, tables, narrow)
+    assert report.rows_loaded == 1
+    assert "180,000 characters, over the ceiling of 100,000" in rejected(tables)[("paste.jsonl", 2)]

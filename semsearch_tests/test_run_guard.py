@@ -10,10 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 
 from semsearch.defs.partitions import PIPELINE_POOLS
-from semsearch.defs.run_guard import pool_holders
+from semsearch.defs.run_guard import (
+    HOST_TAG,
+    PID_TAG,
+    pool_holders,
+    process_tags,
+    release_dead_runs,
+)
 from semsearch.storage.vector_index import VectorIndex
 from semsearch_tests.ops_support import DAYS, ops_settings, sample_records, write_jsonl
 
@@ -109,3 +115,29 @@ def test_search_in_an_empty_home_says_nothing_is_indexed_yet(tmp_path):
         f"semsearch: nothing is indexed yet in {settings.home}: run `semsearch demo` or "
         "`semsearch run`"
     )
+
+
+def test_a_run_whose_process_died_before_its_first_step_is_marked_failed(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        orphan = DagsterRun(
+            job_name="daily_pipeline",
+            status=DagsterRunStatus.NOT_STARTED,
+            tags={**process_tags(), PID_TAG: str(dead.pid)},
+        )
+        alive = DagsterRun(
+            job_name="daily_pipeline", status=DagsterRunStatus.NOT_STARTED, tags=process_tags()
+        )
+        elsewhere = DagsterRun(
+            job_name="daily_pipeline",
+            status=DagsterRunStatus.STARTED,
+            tags={PID_TAG: str(dead.pid), HOST_TAG: "another-host"},
+        )
+        for run in (orphan, alive, elsewhere):
+            instance.add_run(run)
+        assert release_dead_runs(instance) == [orphan.run_id]
+        statuses = {r.run_id: r.status for r in instance.get_runs()}
+    assert statuses[orphan.run_id] == DagsterRunStatus.FAILURE
+    assert statuses[alive.run_id] == DagsterRunStatus.NOT_STARTED  # this process: alive
+    assert statuses[elsewhere.run_id] == DagsterRunStatus.STARTED  # not ours to judge

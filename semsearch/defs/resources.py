@@ -58,6 +58,7 @@ class PipelineResource(ConfigurableResource):
     title_column: str
     created_at_column: str
     missing_date_policy: str
+    max_document_chars: int
     chunk_size_tokens: int
     chunk_overlap_tokens: int
     ann_min_rows: int
@@ -80,7 +81,10 @@ class PipelineResource(ConfigurableResource):
 
     def record_parser(self) -> RecordParser:
         return RecordParser(
-            self.column_mapping(), self.date_policy(), date.fromisoformat(self.partitions_start)
+            self.column_mapping(),
+            self.date_policy(),
+            date.fromisoformat(self.partitions_start),
+            max_text_chars=self.max_document_chars,
         )
 
     def chunk_spec(self) -> ChunkSpec:
