@@ -21,6 +21,7 @@ from semsearch.defs.run_guard import (
     release_dead_runs,
 )
 from semsearch.storage.vector_index import VectorIndex
+from semsearch.testing.fake_openai_server import FakeOpenAIServer, Fault
 from semsearch_tests.ops_support import DAYS, ops_settings, sample_records, write_jsonl
 
 PROJECT = Path(__file__).parents[1]
@@ -141,3 +142,40 @@ def test_a_run_whose_process_died_before_its_first_step_is_marked_failed(tmp_pat
     assert statuses[orphan.run_id] == DagsterRunStatus.FAILURE
     assert statuses[alive.run_id] == DagsterRunStatus.NOT_STARTED  # this process: alive
     assert statuses[elsewhere.run_id] == DagsterRunStatus.STARTED  # not ours to judge
+
+
+def test_kill_9_mid_embeddings_then_a_rerun_requests_no_input_twice(tmp_path):
+    settings = ops_settings(tmp_path)
+    write_jsonl(settings.landing_path / "tickets.jsonl", sample_records())
+    with FakeOpenAIServer(dimension=8) as server:
+        env = cli_env(settings, tmp_path / "dagster") | {
+            "OPENAI_API_KEY": "sk-test-kill-9",
+            "SEMSEARCH_EMBEDDING_BACKEND": "openai",
+            "SEMSEARCH_EMBEDDING_MODEL": "text-embedding-test",
+            "SEMSEARCH_OPENAI_BASE_URL": server.base_url,
+            "SEMSEARCH_OPENAI_EXPECTED_DIMENSION": "8",
+            "SEMSEARCH_OPENAI_MAX_INPUTS_PER_REQUEST": "8",
+            "SEMSEARCH_OPENAI_CONCURRENCY": "1",
+            "SEMSEARCH_OPENAI_TIMEOUT_SECONDS": "60",
+        }
+        server.script("ok", "ok", "ok", Fault("slow", sleep=30))  # the 4th hangs: kill there
+        first = semsearch("run", env=env)
+        deadline = time.monotonic() + 240
+        while len(server.requests) < 4:
+            assert first.poll() is None and time.monotonic() < deadline, "never reached batch 4"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        paid = {text for r in server.requests if r.behaviour == "ok" for text in r.inputs}
+        assert len(paid) == 8 + 6 + 8  # day 1 in two requests, day 2 one (checks ask nothing)
+
+        server.reset()
+        second = semsearch("run", env=env)
+        output, _ = second.communicate(timeout=300)
+        assert second.returncode == 0, output
+        again = [text for r in server.requests if r.behaviour == "ok" for text in r.inputs]
+    assert not paid & set(again)  # no input requested twice
+    assert len(again) == len(set(again))
+    index = VectorIndex(settings.lance_path)
+    for day in DAYS:
+        assert index.count_rows(f"partition_date = date '{day}'") > 0

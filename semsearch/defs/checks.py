@@ -239,7 +239,7 @@ RULES: tuple[Rule, ...] = (
         INDEX,
         "known_item_probe",
         Severity.ERROR,
-        "A few stored chunks, embedded again and searched for, rank first.",
+        "A few stored chunks, searched for with their stored vectors, rank first.",
         lambda p: q.known_items_found(p.probes),
     ),
     Rule(
@@ -341,9 +341,9 @@ def _load_embeddings(
 def _load_index(
     inputs: PartitionInputs,
     storage: StorageResource,
-    embedder: EmbeddingResource,
     pipeline: PipelineResource,
     quality: QualityResource,
+    **_,
 ) -> None:
     tables, index = storage.tables(), storage.index()
     inputs.embeddings = tables.read_partition(EMBEDDINGS_TABLE, inputs.day, EMBEDDINGS).sort(
@@ -351,8 +351,8 @@ def _load_index(
     )
     inputs.index_rows = index.count_rows(day_filter(inputs.day))
     texts = tables.read_partition(CHUNKS_TABLE, inputs.day, CHUNKS).select("chunk_id", "text")
-    sample = inputs.embeddings.select("chunk_id").join(texts, on="chunk_id").sort("chunk_id")
-    inputs.probes = _probes(index, embedder, pipeline, sample.head(quality.probe_items))
+    sample = inputs.embeddings.select("chunk_id", "vector").join(texts, on="chunk_id")
+    inputs.probes = _probes(index, pipeline, sample.sort("chunk_id").head(quality.probe_items))
     if index.has_ann_index():
         queries = inputs.embeddings.head(ANN_QUERIES)["vector"].to_list()
         params = pipeline.ann_params()
@@ -365,20 +365,16 @@ def _top_ids(index: VectorIndex, vector: list[float], params: AnnParams, exact: 
     return hits.column("chunk_id").to_pylist() if hits.num_rows else []
 
 
-def _probes(
-    index: VectorIndex,
-    embedder: EmbeddingResource,
-    pipeline: PipelineResource,
-    sample: pl.DataFrame,
-) -> list[q.Probe]:
-    """Embed stored chunk texts again and search the whole index the way users do."""
-    if sample.height == 0:
-        return []
-    result = embedder.get_backend().embed(sample["text"].to_list())
+def _probes(index: VectorIndex, pipeline: PipelineResource, sample: pl.DataFrame) -> list[q.Probe]:
+    """Search the whole index, the way users do, with a few stored chunks' own vectors.
+
+    The stored vectors, not the texts embedded again: with an API backend a check that embeds
+    pays for every probe on every run, and the vectors are exactly what the embeddings stage
+    produced (their model is the single_model check's business).
+    """
     probes = []
-    for row, vector in zip(result.indices, result.vectors, strict=True):
-        chunk_id, text = sample.row(row)
-        hits = index.search(vector, 1, None, pipeline.ann_params())
+    for chunk_id, vector, text in sample.select("chunk_id", "vector", "text").iter_rows():
+        hits = index.search(np.asarray(vector, np.float32), 1, None, pipeline.ann_params())
         top = hits.to_pylist()[0] if hits.num_rows else {}
         probes.append(q.Probe(chunk_id, text, top.get("chunk_id"), top.get("text")))
     return probes
