@@ -114,6 +114,16 @@ def days_with_data(settings: Settings) -> list[date]:
     return [] if first is None else days_between(first, last)
 
 
+def _execute(job, **kwargs):
+    """Run `job` here; a SIGINT/SIGTERM that Dagster turned into a failed run stops us too."""
+    result = job.execute_in_process(raise_on_error=False, **kwargs)
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None and error.cls_name == "DagsterExecutionInterruptedError":
+            raise KeyboardInterrupt
+    return result
+
+
 def _day_outcome(day: date, result) -> DayOutcome:
     outcome = DayOutcome(day, result.run_id, result.success)
     for event in result.all_events:
@@ -141,12 +151,12 @@ def run_days(
     for day in sorted(days):
         wait_for_pools(instance, PIPELINE_POOLS, settings.pool_wait_seconds)
         log.info("materializing partition %s", day)
-        result = job.execute_in_process(
+        result = _execute(
+            job,
             partition_key=day.isoformat(),
             instance=instance,
             run_config=run_config,
             tags=process_tags(),
-            raise_on_error=False,
         )
         run.records += _records(result)
         run.days.append(_day_outcome(day, result))
@@ -163,9 +173,15 @@ def run_pipeline(
     """Ingest landing files, then materialize every day's partition (default: days with data)."""
     defs = defs or build_definitions(settings)
     release_dead_runs(instance)
-    ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
-        run_config=console_run_config(log_level), instance=instance, tags=process_tags()
+    ingest = _execute(
+        defs.resolve_job_def(INGEST_JOB),
+        run_config=console_run_config(log_level),
+        instance=instance,
+        tags=process_tags(),
     )
+    if not ingest.success:
+        failures = [e.message for e in ingest.all_events if e.is_step_failure]
+        raise RuntimeError(f"ingesting the landing folder failed (run {ingest.run_id}): {failures}")
     if days is None:
         days = days_with_data(settings)
     run = run_days(settings, instance, defs, days, log_level)

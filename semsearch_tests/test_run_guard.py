@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from semsearch.defs.partitions import PIPELINE_POOLS
 from semsearch.defs.run_guard import (
@@ -179,3 +179,25 @@ def test_kill_9_mid_embeddings_then_a_rerun_requests_no_input_twice(tmp_path):
     index = VectorIndex(settings.lance_path)
     for day in DAYS:
         assert index.count_rows(f"partition_date = date '{day}'") > 0
+
+
+def test_sigterm_stops_a_run_in_flight_and_the_next_run_completes(tmp_path):
+    settings = ops_settings(tmp_path)
+    write_jsonl(settings.landing_path / "tickets.jsonl", sample_records())
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copyfile(PROJECT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = cli_env(settings, dagster_home)
+    with DagsterInstance.from_config(str(dagster_home)) as instance:  # storage made before
+        first = semsearch("run", env=env)
+        deadline = time.monotonic() + 240
+        while not instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+            assert first.poll() is None, first.communicate()[0]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    output, _ = first.communicate(timeout=60)
+    assert first.returncode == 130 and "semsearch: interrupted" in output, output
+    second = semsearch("run", env=env)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
