@@ -194,12 +194,17 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.defs.definitions import build_definitions, console_run_config
     from semsearch.defs.maintenance import MAINTENANCE_JOB
+    from semsearch.defs.partitions import LANCEDB_POOL
+    from semsearch.defs.run_guard import process_tags, wait_for_pools
     from semsearch.runner import open_instance
 
     job = build_definitions(settings).resolve_job_def(MAINTENANCE_JOB)
+    instance = open_instance(settings)
+    wait_for_pools(instance, [LANCEDB_POOL], settings.pool_wait_seconds)
     result = job.execute_in_process(
-        instance=open_instance(settings),
+        instance=instance,
         run_config=console_run_config("INFO" if args.verbose else "WARNING"),
+        tags=process_tags(),
         raise_on_error=False,
     )
     if not result.success:
