@@ -15,7 +15,6 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 
-import polars as pl
 from dagster import (
     AssetCheckKey,
     AssetKey,
@@ -27,23 +26,10 @@ from dagster import (
 
 from semsearch.config import Settings
 from semsearch.defs.definitions import PIPELINE_JOB, console_run_config
-from semsearch.storage.delta import DeltaTables
-from semsearch.storage.vector_index import VectorIndex
+from semsearch.testing.snapshot import snapshot  # noqa: F401 (re-exported for the tests)
 
 DAYS = [date(2026, 11, 3), date(2026, 11, 4), date(2026, 11, 5)]
 PER_DAY = 14
-# Columns that record when a row was written, not what it holds: left out of comparisons.
-WRITE_TIMES = {"ingested_at", "rejected_at", "first_seen", "last_seen"}
-TABLES = [
-    "bronze_documents",
-    "raw_documents",
-    "chunks",
-    "embeddings",
-    "embedding_dead_letter",
-    "themes",
-    "theme_assignments",
-    "rejected_records",
-]
 
 
 def sample_records(days: Iterable[date] = DAYS, per_day: int = PER_DAY) -> list[dict]:
@@ -139,27 +125,6 @@ def check_key(name: str) -> AssetCheckKey:
 
 def materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-
-
-def snapshot(settings: Settings) -> dict[str, list[tuple]]:
-    """Every table's rows (write times left out), sorted: what two equal runs must share."""
-    tables = DeltaTables(settings.tables_path)
-    state = {}
-    for name in TABLES:
-        if not tables.exists(name):
-            state[name] = []
-            continue
-        frame = pl.read_delta(tables.uri(name))
-        keep = [c for c in frame.columns if c not in WRITE_TIMES]
-        state[name] = sorted(_hashable(r) for r in frame.select(keep).rows())
-    table = VectorIndex(settings.lance_path).table()
-    rows = table.to_arrow().drop_columns(["vector"]).to_pylist() if table is not None else []
-    state["vector_index"] = sorted(_hashable(tuple(r.values())) for r in rows)
-    return state
-
-
-def _hashable(row: tuple) -> tuple:
-    return tuple(tuple(v) if isinstance(v, list) else v for v in row)
 
 
 def copy_home(settings: Settings, root: Path) -> Settings:

@@ -339,6 +339,13 @@ class FakeOpenAIServer:
         with self._state.lock:
             self._state.queue.extend(_as_fault(f) for f in faults)
 
+    def set_fault_rate(self, rate: float, faults: Iterable[Fault | str] | None = None) -> None:
+        """From now on, answer a share `rate` of unscripted requests with a random fault."""
+        with self._state.lock:
+            self._state.fault_rate = rate
+            if faults is not None:
+                self._state.random_faults = tuple(_as_fault(f) for f in faults)
+
     def poison(self, *texts: str) -> None:
         """Any request containing one of `texts` gets a 400, every time."""
         with self._state.lock:
