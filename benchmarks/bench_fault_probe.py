@@ -227,7 +227,7 @@ SCENARIOS: dict[str, Scenario] = {
     "kill-vector_index": kill_scenario("vector_index"),
     "kill-themes": kill_scenario("themes"),
     "endpoint-down": endpoint_down,
-    "85%-faults": mostly_failing,
+    "faults-85pct": mostly_failing,
     "two-runs-at-once": two_runs_at_once,
 }
 
@@ -331,10 +331,11 @@ SPECIAL = {"bad-input": bad_input, "blocked-day": blocked_day}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=[*SCENARIOS, *SPECIAL], action="append")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (to inspect)")
     args = parser.parse_args()
     chosen = args.only or [*SCENARIOS, *SPECIAL]
     with tempfile.TemporaryDirectory(prefix="fault-probe-") as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
         with FakeOpenAIServer(dimension=64) as server:
             clean = Home(workdir / "clean", server)
             land(clean.settings.landing_path, corpus())

@@ -193,6 +193,12 @@ class Settings:
                 f"must be >= {MIN_RETENTION_HOURS}: files of older versions may still be read "
                 "by a run, check or search that started before them"
             )
+        if "%" in str(self.tables_path):
+            # polars' Delta reader percent-decodes local paths: every read would fail.
+            raise ValueError(
+                f"the tables folder {self.tables_path} (SEMSEARCH_HOME / SEMSEARCH_TABLES_DIR) "
+                "contains '%', which the Delta reader cannot open; choose a path without it"
+            )
         self._validate_embedding_api()
 
     def _validate_embedding_api(self) -> None:
