@@ -65,7 +65,9 @@ def submit_backfill(
     keys = list(assets or daily_asset_keys(defs))
     partitions = [d.isoformat() for d in days]
     ranges = PartitionsSelector(
-        [PartitionRangeSelector(start.isoformat(), end.isoformat()) for start, end in _runs(days)]
+        ranges=[
+            PartitionRangeSelector(start=a.isoformat(), end=b.isoformat()) for a, b in _runs(days)
+        ]
     )
     backfill = PartitionBackfill.from_partitions_by_assets(
         backfill_id=make_new_backfill_id(),
@@ -73,7 +75,9 @@ def submit_backfill(
         backfill_timestamp=get_current_timestamp(),
         tags={"semsearch/backfill": f"{partitions[0]}..{partitions[-1]}"},
         dynamic_partitions_store=instance,
-        partitions_by_assets=[PartitionsByAssetSelector(key, ranges) for key in keys],
+        partitions_by_assets=[
+            PartitionsByAssetSelector(asset_key=key, partitions=ranges) for key in keys
+        ],
         title=f"semsearch {partitions[0]}..{partitions[-1]}",
         description=f"{len(partitions)} days of {len(keys)} assets, from `semsearch backfill`",
         run_config=None,
