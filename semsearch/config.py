@@ -94,6 +94,9 @@ class Settings:
     theme_keyword_min_df: int = 2  # documents of the fit sample a keyword must appear in
     theme_refit_days: int = 7  # refit at least this often; between, new documents are assigned
     theme_drift_margin: float = 0.1  # refit when new documents' outlier share exceeds the fit's
+    # At a refit, a document keeps its previous theme while that theme's cosine is within this
+    # margin of its best theme's (stability over the last few hundredths of similarity).
+    theme_keep_margin: float = 0.05
     # Trends: emerging/fading compares the last N days with the rest of the window.
     theme_trend_recent_days: int = 3
     theme_trend_ratio: float = 2.0
@@ -226,7 +229,12 @@ class Settings:
         self._validate_themes()
 
     def _validate_themes(self) -> None:
-        shares = ("theme_min_cluster_share", "theme_member_quantile", "theme_drift_margin")
+        shares = (
+            "theme_min_cluster_share",
+            "theme_member_quantile",
+            "theme_drift_margin",
+            "theme_keep_margin",
+        )
         positive = (
             "theme_min_cluster_size",
             "theme_min_samples",

@@ -95,7 +95,7 @@ def test_a_tenth_of_the_window_replaced_keeps_nine_in_ten_documents_in_their_the
     daily = assignments_kept(kept.assignments, previous, 0.9, key="doc_id")
     assert daily.passed and daily.metadata["ari"] >= 0.99
     # A refit of the slid window: ids carry over by document overlap.
-    refit = fit_themes(_window(sample, days >= 1), PARAMS, previous)
+    refit = fit_themes(_window(sample, days >= 1), PARAMS, previous, first.themes)
     outcome = assignments_kept(refit.assignments, previous, 0.0, key="doc_id")
     assert outcome.metadata["share_kept"] >= 0.7
     carried = {t.theme_id for t in refit.themes} & {t.theme_id for t in first.themes}

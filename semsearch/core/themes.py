@@ -80,6 +80,7 @@ class ThemeParams:
     keyword_min_df: int
     refit_days: int
     drift_margin: float
+    keep_margin: float
     # Fixed by the method (see theme_clustering), not settings.
     n_components: int = 5
     n_neighbors: int = 15
@@ -102,6 +103,7 @@ class ThemeParams:
             "keyword_min_df": settings.theme_keyword_min_df,
             "refit_days": settings.theme_refit_days,
             "drift_margin": settings.theme_drift_margin,
+            "keep_margin": settings.theme_keep_margin,
         }
         return cls(**values | changes)
 
@@ -195,40 +197,79 @@ ASSIGNMENT_SCHEMA = {"doc_id": pl.String, "theme_id": pl.String, "similarity": p
 
 
 def fit_themes(
-    source: DocumentSource, params: ThemeParams, previous: pl.DataFrame | None = None
+    source: DocumentSource,
+    params: ThemeParams,
+    previous: pl.DataFrame | None = None,
+    previous_themes: Sequence[Theme] = (),
 ) -> ThemeResult:
-    """Fit themes on a sample of the window and assign every document; `previous` holds the
-    previous window's doc_id -> theme_id, whose ids the matching themes keep."""
+    """Fit themes on a sample of the window and assign every document.
+
+    `previous` (doc_id, theme_id) and `previous_themes` are the previous window's: a fitted theme
+    that matches a previous one (by sampled documents) keeps its id; a previous theme no fitted
+    one matches stays a candidate with its old centroid; and a document keeps its previous theme
+    while that theme is within `keep_margin` of its best (so a refit does not reshuffle
+    documents between two nearly equal themes, nor split a theme only to renumber it).
+    """
     sampled = sample_ids((d for batch in source.doc_ids() for d in batch), params.fit_sample)
     sample = _sorted(_concat(list(source.documents(only=sampled))))
     fitted = fit_clusters(sample.vectors, params.clustering())
     count = len(fitted.centroids)
+    members = [
+        [sample.doc_ids[i] for i in np.flatnonzero(fitted.sample_labels == k)] for k in range(count)
+    ]
+    before = None if previous is None else previous.filter(pl.col("doc_id").is_in(sample.doc_ids))
+    ids = match_theme_ids(
+        _frame(sample.doc_ids, fitted.sample_labels, np.zeros(len(sample), np.float32)),
+        members,
+        before,
+        params.match_min_jaccard,
+    )
+    dimension = fitted.centroids.shape[1] if count else 0
+    carried = [
+        t
+        for t in previous_themes
+        if t.theme_id != OUTLIERS and t.theme_id not in ids and len(t.centroid) == dimension
+    ]
+    ids += [t.theme_id for t in carried]
+    centroids = np.vstack([fitted.centroids, *[t.centroid[None, :] for t in carried]])
+    thresholds = np.concatenate([fitted.thresholds, [t.threshold for t in carried]])
+    total = len(ids)
+    column = {theme_id: k for k, theme_id in enumerate(ids)}
     counter = KeywordCounter(
         [t[: params.keyword_chars] for t in sample.texts],
-        count,
+        total,
         params.vocabulary,
         params.keyword_min_df,
     )
-    picker = RepresentativePicker(count, params.representatives)
+    picker = RepresentativePicker(total, params.representatives)
     parts = []
     sample_label = dict(zip(sample.doc_ids, fitted.sample_labels.tolist(), strict=True))
+    earlier = (
+        dict(previous.select("doc_id", "theme_id").iter_rows()) if previous is not None else {}
+    )
     for batch in source.documents():
         vectors = unit_rows(batch.vectors)
-        labels, similarity = assign(vectors, fitted.centroids, fitted.thresholds)
+        sims = vectors @ centroids.T
+        labels, _ = assign(vectors, centroids, thresholds)
         # Sampled documents keep the theme the clustering gave them; the rest go to the nearest.
         labels = np.array(
             [sample_label.get(d, n) for d, n in zip(batch.doc_ids, labels, strict=True)]
         )
-        similarity = _similarity(vectors, fitted.centroids, labels, similarity)
-        rows = np.where(labels == NOISE, count, labels)
+        kept = np.array([column.get(earlier.get(d, ""), NOISE) for d in batch.doc_ids])
+        if total and (kept != NOISE).any():
+            own = sims[np.arange(len(batch)), np.maximum(kept, 0)]
+            stay = (
+                (kept != NOISE)
+                & (own >= thresholds[np.maximum(kept, 0)])
+                & (own >= sims.max(axis=1) - params.keep_margin)
+            )
+            labels = np.where(stay, kept, labels)
+        similarity = _assigned_similarity(sims, labels)
+        rows = np.where(labels == NOISE, total, labels)
         counter.add([t[: params.keyword_chars] for t in batch.texts], rows)
         picker.add(batch, rows, similarity)
         parts.append(_frame(batch.doc_ids, labels, similarity))
     labelled = _concat_frames(parts)
-    members = [
-        [sample.doc_ids[i] for i in np.flatnonzero(fitted.sample_labels == k)] for k in range(count)
-    ]
-    ids = match_theme_ids(labelled, members, previous, params.match_min_jaccard)
     keywords, representatives = counter.keywords(params.keywords), picker.texts()
     themes = [
         Theme(
@@ -236,14 +277,14 @@ def fit_themes(
             keywords=keywords[k],
             size=0,
             representatives=representatives[k],
-            centroid=fitted.centroids[k],
-            threshold=float(fitted.thresholds[k]),
+            centroid=centroids[k],
+            threshold=float(thresholds[k]),
         )
-        for k in range(count)
+        for k in range(total)
     ]
-    outliers = Theme(OUTLIERS, keywords[count], 0, representatives[count], _no_centroid(sample), 1)
+    outliers = Theme(OUTLIERS, keywords[total], 0, representatives[total], _no_centroid(sample), 1)
     names = pl.DataFrame(
-        {"cluster": [*range(count), NOISE], "theme_id": [*ids, OUTLIERS]},
+        {"cluster": [*range(total), NOISE], "theme_id": [*ids, OUTLIERS]},
         schema={"cluster": pl.Int32, "theme_id": pl.String},
     )
     assignments = labelled.join(names, on="cluster").select(list(ASSIGNMENT_SCHEMA))
@@ -252,6 +293,7 @@ def fit_themes(
         "fit_sample": len(sample),
         "leaf_clusters": fitted.leaf_clusters,
         "min_cluster_size": fitted.cluster_size,
+        "themes_carried": sum(t.theme_id in {c.theme_id for c in carried} for t in result.themes),
         "fit_noise_share": round(result.noise_share, 4),
     }
     return result
@@ -483,17 +525,12 @@ def find_themes(
 # Helpers.
 
 
-def _similarity(
-    vectors: np.ndarray, centroids: np.ndarray, labels: np.ndarray, nearest: np.ndarray
-) -> np.ndarray:
+def _assigned_similarity(sims: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Cosine to the assigned theme's centroid (to the nearest one for outliers)."""
-    members = labels != NOISE
-    if not members.any():
-        return nearest
-    own = np.einsum("ij,ij->i", vectors[members], centroids[labels[members]])
-    similarity = nearest.copy()
-    similarity[members] = own
-    return similarity.astype(np.float32)
+    if sims.shape[1] == 0:
+        return np.zeros(len(labels), dtype=np.float32)
+    chosen = np.where(labels == NOISE, np.argmax(sims, axis=1), labels)
+    return sims[np.arange(len(labels)), chosen].astype(np.float32)
 
 
 def _frame(doc_ids: list[str], labels: np.ndarray, similarity: np.ndarray) -> pl.DataFrame:

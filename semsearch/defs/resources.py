@@ -75,6 +75,7 @@ class PipelineResource(ConfigurableResource):
     theme_keyword_min_df: int
     theme_refit_days: int
     theme_drift_margin: float
+    theme_keep_margin: float
     theme_trend_recent_days: int
     theme_trend_ratio: float
     theme_trend_min_documents: int

@@ -99,34 +99,34 @@ class WindowSource:
     def documents_total(self) -> int:
         return sum(self.docs_per_day().values())
 
-    def _slices(self) -> Iterator[pl.LazyFrame]:
-        """Per day, the embeddings in batches of at most ~`batch_documents` documents."""
+    def _slices(self) -> Iterator[tuple[date, pl.LazyFrame]]:
+        """Per day, the embeddings in batches of about `batch_documents` documents."""
         for day, documents in self.docs_per_day().items():
             scan = self._embeddings().filter(DAY == day)
             parts = max(1, math.ceil(documents / self.batch_documents))
             if parts == 1:
-                yield scan
+                yield day, scan
                 continue
             bucket = pl.col("doc_id").hash(SPLIT_SEED) % parts
             for part in range(parts):
-                yield scan.filter(bucket == part)
+                yield day, scan.filter(bucket == part)
 
     def doc_ids(self) -> Iterator[list[str]]:
-        for scan in self._slices():
+        for _, scan in self._slices():
             yield scan.select("doc_id").unique().collect()["doc_id"].to_list()
 
     def documents(self, only: set[str] | None = None) -> Iterator[Documents]:
-        for scan in self._slices():
+        for day, scan in self._slices():
             if only is not None:
                 scan = scan.filter(pl.col("doc_id").is_in(list(only)))
             frame = scan.select("chunk_id", "doc_id", "vector").collect()
             if frame.height:
-                yield self._documents(frame)
+                yield self._documents(frame, day)
 
-    def _documents(self, frame: pl.DataFrame) -> Documents:
+    def _documents(self, frame: pl.DataFrame, day: date) -> Documents:
         texts = (
             self.tables.scan(CHUNKS_TABLE, CHUNKS)
-            .filter((DAY >= self.first) & (DAY <= self.last))
+            .filter(DAY == day)  # a document's chunks share its day: one partition is read
             .filter(pl.col("chunk_id").is_in(frame["chunk_id"].implode()))
             .select("chunk_id", "position", "text")
             .collect()

@@ -212,7 +212,7 @@ def _update(
     )
     if reason is None:
         return kept, previous.fitted_on, None
-    return fit_themes(source, params, previous.documents()), day, reason
+    return fit_themes(source, params, previous.documents(), previous.themes), day, reason
 
 
 def _stability(previous: themes_store.PreviousWindow | None, result: ThemeResult) -> dict:
