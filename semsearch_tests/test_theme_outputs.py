@@ -182,3 +182,34 @@ def test_the_window_is_read_in_batches_of_whole_documents(tmp_path):
     np.testing.assert_allclose(vector, [0 + 1 + 2, 3.0])  # summed; unit-normed when clustered
     assert text == "doc-2 part 0 doc-2 part 1 doc-2 part 2"
     assert sorted(d for ids in source.doc_ids() for d in ids) == sorted(docs)
+
+
+FIT_IN_A_FRESH_PROCESS = """
+import sys
+import numpy as np
+from pathlib import Path
+from semsearch.core.numba_cache import use_persistent_cache
+use_persistent_cache(Path(sys.argv[1]))
+from semsearch.core.theme_clustering import ClusterParams, cluster_sample
+vectors = np.random.default_rng(0).normal(size=(120, 16)).astype(np.float32)
+cluster_sample(vectors, ClusterParams(5, 0.0, 5, 5, 15, 0.9, 0.01))
+"""
+
+
+def test_a_fresh_process_reuses_the_compiled_umap_code():
+    import subprocess
+    import sys
+
+    # The default cache, shared by every semsearch home of the user: warm after the first run.
+    cache = Settings().numba_cache_path
+
+    def fit() -> dict[str, float]:
+        subprocess.run(
+            [sys.executable, "-c", FIT_IN_A_FRESH_PROCESS, str(cache)], check=True, timeout=600
+        )
+        return {str(p): p.stat().st_mtime for p in cache.rglob("*") if p.is_file()}
+
+    first = fit()
+    assert any("umap" in name and name.endswith(".nbi") for name in first)
+    again = fit()  # the second process loads every cached function and compiles none of them
+    assert {name: again[name] for name in first} == first

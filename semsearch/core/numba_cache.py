@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ def use_persistent_cache(directory: Path) -> None:
     import numba.core.config
 
     numba.core.config.CACHE_DIR = str(directory)
+    # A few functions cannot be cached (they hold pointers); numba then compiles them as before.
+    warnings.filterwarnings("ignore", "Cannot cache compiled function", numba.NumbaWarning)
     numba.njit = _caching(numba.njit)
     numba.jit = _caching(numba.jit)
     _enabled = directory
