@@ -96,6 +96,10 @@ class WindowSource:
             self._docs_per_day = dict(sorted(counts.iter_rows()))
         return self._docs_per_day
 
+    def dimension(self) -> int:
+        """The window's vector dimension (one model per window: the embeddings checks)."""
+        return self._embeddings().select(pl.col("dimension").first()).collect().item() or 0
+
     def documents_total(self) -> int:
         return sum(self.docs_per_day().values())
 

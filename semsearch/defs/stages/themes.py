@@ -191,9 +191,12 @@ def _update(
     day: date,
 ) -> tuple[ThemeResult, date, str | None]:
     """Keep the model and assign the new documents, or refit; returns (result, fitted_on, why)."""
-    if previous is None or not any(t.theme_id != OUTLIERS for t in previous.themes):
+    fitted = [t for t in previous.themes if t.theme_id != OUTLIERS] if previous else []
+    if previous is None or not fitted:
         reason = "no earlier model" if previous is None else "the earlier window had no themes"
         return fit_themes(source, params, previous.documents() if previous else None), day, reason
+    if len(fitted[0].centroid) != source.dimension():
+        return fit_themes(source, params), day, "the embedding model changed"
     known, new = themes_store.unchanged_documents(tables, first, day, previous)
     only_new = themes_store.WindowSource(
         tables, first, day, params.batch_documents, params.keyword_chars, only=new
