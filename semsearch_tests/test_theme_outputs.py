@@ -213,3 +213,37 @@ def test_a_fresh_process_reuses_the_compiled_umap_code():
     assert any("umap" in name and name.endswith(".nbi") for name in first)
     again = fit()  # the second process loads every cached function and compiles none of them
     assert {name: again[name] for name in first} == first
+
+
+def test_theme_tables_written_by_an_older_version_gain_the_new_columns(tmp_path):
+    from semsearch.storage import themes_store
+    from semsearch.storage.schemas import THEME_ASSIGNMENTS, THEMES
+
+    tables = DeltaTables(tmp_path / "tables")
+    day = date(2026, 11, 3)
+    old_themes = pa.schema([f for f in THEMES if f.name in THEMES.names[:8]])
+    old_assignments = pa.schema([f for f in THEME_ASSIGNMENTS if f.name != "document_date"])
+    row = {"partition_date": day, "theme_id": "t1", "label": "card", "keywords": ["card"]}
+    row |= {"size": 1, "representatives": ["x"], "centroid": [1.0, 0.0], "window_start": day}
+    tables.replace_partition("themes", day, pa.Table.from_pylist([row], old_themes), old_themes)
+    assigned = {"partition_date": day, "chunk_id": "c1", "doc_id": "d1", "theme_id": "t1"}
+    assigned["probability"] = 0.9
+    tables.replace_partition(
+        "theme_assignments", day, pa.Table.from_pylist([assigned], old_assignments), old_assignments
+    )
+    previous = themes_store.previous_window(tables, day + timedelta(days=1))
+    assert previous.themes[0].theme_id == "t1" and previous.fingerprint == ""  # so: refit
+    for name, schema in (("themes", THEMES), ("theme_assignments", THEME_ASSIGNMENTS)):
+        themes_store.ensure_columns(tables, name, schema)
+        assert set(tables.table(name).schema().to_arrow().names) == set(schema.names)
+    later = day + timedelta(days=1)
+    full = row | {
+        "partition_date": later,
+        "chunks": 1,
+        "threshold": 0.5,
+        "label_source": "keywords",
+    }
+    full |= {"fitted_on": later, "model_fingerprint": "f", "fit_noise_share": 0.0}
+    tables.replace_partition("themes", later, pa.Table.from_pylist([full], THEMES), THEMES)
+    assert tables.read_partition("themes", later, THEMES).height == 1
+    assert tables.read_partition("themes", day, THEMES)["threshold"].to_list() == [None]

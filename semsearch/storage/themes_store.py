@@ -186,8 +186,9 @@ def previous_window(tables: DeltaTables, day: date) -> PreviousWindow | None:
             size=int(r["size"]),
             representatives=list(r["representatives"] or []),
             centroid=np.asarray(r["centroid"] or [], dtype=np.float32),
-            threshold=float(r["threshold"] if r["threshold"] is not None else 1.0),
-            label=r["label"] if r["label_source"] == "chat" else "",
+            # Tables written before these columns existed lack them: such a model refits.
+            threshold=float(r.get("threshold") if r.get("threshold") is not None else 1.0),
+            label=r["label"] if r.get("label_source") == "chat" else "",
         )
         for r in rows.iter_rows(named=True)
     ]
