@@ -74,7 +74,8 @@ def cmd_themes(args: argparse.Namespace, settings: Settings) -> int:
         print("no themes yet: materialize the `themes` asset (semsearch run)")
         return 1
     first, last = found[0].window
-    print(f"themes of the window {first} .. {last}:")
+    documents = sum(t.size for t in found)
+    print(f"themes of the window {first} .. {last} ({documents} documents; size = documents):")
     _print_themes(found)
     return 0
 

@@ -78,9 +78,36 @@ class Settings:
     lance_table: str = INDEX_TABLE
     ann_min_rows: int = 100_000  # exact search below this many rows
 
-    # Themes.
+    # Themes (measured defaults: benchmarks/bench_themes.py, README "Themes").
     theme_window_days: int = 30  # 0: all history up to the partition
-    theme_min_cluster_size: int = 15
+    # The smallest theme: this share of the fitted documents, but never fewer than the floor.
+    theme_min_cluster_share: float = 0.004
+    theme_min_cluster_size: int = 5  # the floor, in documents
+    theme_min_samples: int = 5  # HDBSCAN's density smoothing
+    theme_merge_similarity: float = 0.9  # themes whose centroids are this close are merged
+    # A document joins its nearest theme when at least as close as this quantile of the
+    # theme's own members; farther documents stay outliers.
+    theme_member_quantile: float = 0.01
+    theme_fit_sample: int = 20_000  # documents the model is fitted on, at most (a fixed sample)
+    theme_batch_documents: int = 10_000  # documents read and assigned per batch
+    theme_vocabulary: int = 20_000  # keyword terms kept, at most
+    theme_keyword_min_df: int = 2  # documents of the fit sample a keyword must appear in
+    theme_refit_days: int = 7  # refit at least this often; between, new documents are assigned
+    theme_drift_margin: float = 0.1  # refit when new documents' outlier share exceeds the fit's
+    # At a refit, a document keeps its previous theme while that theme's cosine is within this
+    # margin of its best theme's (stability over the last few hundredths of similarity).
+    theme_keep_margin: float = 0.05
+    # Trends: emerging/fading compares the last N days with the rest of the window.
+    theme_trend_recent_days: int = 3
+    theme_trend_ratio: float = 2.0
+    theme_trend_min_documents: int = 5
+    # Optional short labels from an OpenAI-compatible chat model; empty: keywords only. The key
+    # is OPENAI_API_KEY (through EnvVar, never logged); the base URL defaults to the embedding
+    # API's (SEMSEARCH_OPENAI_BASE_URL).
+    theme_label_model: str = ""
+    theme_label_base_url: str = ""
+    # Compiled numba code (UMAP, HDBSCAN) is kept here so a fresh process does not recompile.
+    numba_cache_dir: str = ""  # default: ~/.cache/semsearch/numba
 
     # Operations (checks, alerts, sensors).
     # Check thresholds; each check says in the UI whether it blocks (ERROR) or warns (WARN).
@@ -133,6 +160,11 @@ class Settings:
     @property
     def lance_path(self) -> str:
         return self.lance_uri or str(self.home_path / "lancedb")
+
+    @property
+    def numba_cache_path(self) -> Path:
+        # Shared by every home of the user: the compiled code does not depend on the data.
+        return Path(self.numba_cache_dir or Path.home() / ".cache/semsearch/numba")
 
     @property
     def start_date(self) -> date:
@@ -200,6 +232,35 @@ class Settings:
                 "contains '%', which the Delta reader cannot open; choose a path without it"
             )
         self._validate_embedding_api()
+        self._validate_themes()
+
+    def _validate_themes(self) -> None:
+        shares = (
+            "theme_min_cluster_share",
+            "theme_member_quantile",
+            "theme_drift_margin",
+            "theme_keep_margin",
+        )
+        positive = (
+            "theme_min_cluster_size",
+            "theme_min_samples",
+            "theme_fit_sample",
+            "theme_batch_documents",
+            "theme_vocabulary",
+            "theme_keyword_min_df",
+            "theme_trend_recent_days",
+            "theme_trend_min_documents",
+        )
+        for name in shares:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)!r} must be 0..1")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)!r} must be >= 1")
+        if not 0.0 < self.theme_merge_similarity <= 1.0:
+            raise ValueError("SEMSEARCH_THEME_MERGE_SIMILARITY must be in (0, 1] (1: never merge)")
+        if self.theme_trend_ratio <= 1.0:
+            raise ValueError("SEMSEARCH_THEME_TREND_RATIO must be > 1")
 
     def _validate_embedding_api(self) -> None:
         positive = (

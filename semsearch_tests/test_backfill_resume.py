@@ -175,6 +175,8 @@ def test_cli_backfill_submits_an_asset_backfill_of_every_daily_asset(tmp_path, m
         "embeddings",
         "vector_index",
         "themes",
+        "theme_assignments",
+        "theme_trends",
     }
     target = backfill.asset_backfill_data.target_subset
     assert sorted(

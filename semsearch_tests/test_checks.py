@@ -13,6 +13,7 @@ import pytest
 from semsearch.core import quality as q
 from semsearch.defs.checks import RULES
 from semsearch.defs.definitions import INGEST_JOB, build_definitions
+from semsearch.query import themes
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import (
     CHUNKS,
@@ -38,6 +39,7 @@ from semsearch_tests.ops_support import (
 )
 
 DAY = DAYS[1]
+THEME_ASSETS = ("themes", "theme_assignments")  # one multi-asset: selected together
 
 
 @pytest.fixture
@@ -66,12 +68,13 @@ BLOCKING = {
     "embeddings/one_vector_per_chunk", "embeddings/finite_vectors",
     "embeddings/expected_dimension", "embeddings/single_model", "embeddings/dead_letter_share",
     "vector_index/rows_match_embeddings", "vector_index/known_item_probe",
-    "themes/assignments_unique",
+    "theme_assignments/assignments_unique",
 }  # fmt: skip
 WARNING_ONLY = {
     "raw_documents/partition_not_empty", "embeddings/no_dead_letters",
     "embeddings/normalised_vectors", "vector_index/ann_recall", "vector_index/freshness",
     "themes/noise_share", "themes/theme_count", "themes/stability",
+    "theme_assignments/every_chunk_assigned",
 }  # fmt: skip
 
 
@@ -193,7 +196,7 @@ def test_embedding_checks_catch_bad_vectors_other_models_and_dead_letters(corrup
         DEAD_LETTER_TABLE, DAY, pa.table(dead, schema=EMBEDDING_DEAD_LETTER), EMBEDDING_DEAD_LETTER
     )
     result = run_checks_only(
-        defs, instance, DAY, "embeddings", downstream=["vector_index", "themes"]
+        defs, instance, DAY, "embeddings", downstream=["vector_index", *THEME_ASSETS]
     )
     found = failed(result)
     assert set(found) == {
@@ -245,20 +248,40 @@ def test_ann_recall_is_measured_once_an_ann_index_exists(clean, tmp_path):
     assert 0.0 <= check.metadata["recall_at_10"].value <= 1.0
 
 
-def test_theme_stability_compares_with_the_previous_run_of_the_same_window(corrupted):
+def test_theme_stability_compares_the_window_with_the_previous_one(corrupted):
     settings, defs, instance = corrupted
-    # Pretend the previous run of this window had put every chunk in another theme.
+    # As if this window had put every document in another theme than the window before did.
     _rewrite(
         settings,
         "theme_assignments",
         THEME_ASSIGNMENTS,
         lambda a: a.with_columns(pl.lit("theme-from-an-older-model").alias("theme_id")),
     )
-    result = run_checks_only(defs, instance, DAY, "themes", downstream=["themes"])
+    result = run_checks_only(defs, instance, DAY, "themes")
     check = evaluations(result)["themes/stability"]
     assert not check.passed and check.severity.value == "WARN"
     assert check.metadata["share_kept"].value == 0.0
-    assert "themes" in materialized(result)  # a warning stops nothing
+    assert check.metadata["ari"].value <= 0.0
+    assert f"window ending {DAYS[0]}" in check.description
+
+
+def test_each_window_records_why_it_refitted_and_its_stability_against_the_previous(clean):
+    _, results = clean
+    first, second = (
+        next(m.metadata for m in _materializations(results[d]) if m.asset_key.path == ["themes"])
+        for d in DAYS[:2]
+    )
+    assert first["refit_reason"].value == "no earlier model" and "stability_ari" not in first
+    # 14 messages a day: the first day's few themes leave most of the next day as outliers.
+    assert second["refit_reason"].value.startswith("drift:")
+    assert 0.0 <= second["stability_kept"].value <= 1.0
+    assert -1.0 <= second["stability_ari"].value <= 1.0
+
+
+def _materializations(result) -> list:
+    return [
+        e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+    ]
 
 
 def test_profiling_adds_statistics_only_when_switched_on(clean, tmp_path):
@@ -293,7 +316,9 @@ def test_recall_at_k_and_freshness_are_plain_functions():
     assert not missing.passed and missing.metadata["overdue_seconds"] == 3 * 3600
 
 
-def test_a_day_without_documents_materializes_every_asset_empty_and_warns(corrupted):
+def test_a_day_without_documents_materializes_every_asset_empty_and_has_no_theme_window(
+    corrupted,
+):
     settings, defs, instance = corrupted
     quiet_day = DAYS[-1] + timedelta(days=1)
     result = run_day(defs, instance, quiet_day)
@@ -303,7 +328,8 @@ def test_a_day_without_documents_materializes_every_asset_empty_and_warns(corrup
         "chunks",
         "embeddings",
         "vector_index",
-        "themes",
+        *THEME_ASSETS,
+        "theme_trends",
     }
     assert set(failed(result)) == {"raw_documents/partition_not_empty"}
     tables = DeltaTables(settings.tables_path)
@@ -311,7 +337,9 @@ def test_a_day_without_documents_materializes_every_asset_empty_and_warns(corrup
         ("raw_documents", DOCUMENTS),
         ("chunks", CHUNKS),
         ("embeddings", EMBEDDINGS),
+        ("theme_assignments", THEME_ASSIGNMENTS),
     ]:
         assert tables.read_partition(name, quiet_day, schema).height == 0, name
-    # The trailing theme window still holds the days before it.
-    assert tables.read_partition("theme_assignments", quiet_day, THEME_ASSIGNMENTS).height > 0
+    # No window ends on a day without documents: the latest is the latest day with data.
+    latest = themes(settings=settings)
+    assert latest and latest[0].window[1] == DAYS[-1]

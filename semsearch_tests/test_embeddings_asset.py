@@ -22,6 +22,7 @@ from semsearch.core.embedding import embed_with_cache
 from semsearch.core.ids import embedding_cache_key
 from semsearch.core.openai import EmbeddingConfigError, OpenAIBackend
 from semsearch.defs.definitions import daily_partitions
+from semsearch.defs.labels import ThemeLabelResource
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.defs.stages import bronze_documents, build_pipeline_assets
 from semsearch.storage.delta import DeltaTables
@@ -88,6 +89,7 @@ def run_day(settings: Settings, instance: DagsterInstance, day: date, raise_on_e
         "storage": StorageResource.from_settings(settings),
         "pipeline": PipelineResource.from_settings(settings),
         "embedder": EmbeddingResource.from_settings(settings),
+        "theme_labels": ThemeLabelResource.from_settings(settings),  # the themes asset's
     }
     materialize([bronze_documents], resources=resources, instance=instance)
     daily = build_pipeline_assets(daily_partitions(settings), settings.theme_window_days)

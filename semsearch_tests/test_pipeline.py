@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance
 
@@ -84,12 +83,18 @@ def test_materialization_metadata_shows_counts_timings_and_preview(pipeline):
 def test_every_asset_reports_standard_row_count_and_schema_and_has_a_code_version(pipeline):
     settings, _, run, _ = pipeline
     defs = build_definitions(settings)
-    for key in ["raw_documents", "chunks", "embeddings", "vector_index", "themes"]:
+    keys = ["raw_documents", "chunks", "embeddings", "vector_index", "themes", "theme_assignments"]
+    for key in [*keys, "theme_trends"]:
         assert defs.resolve_assets_def(key).code_versions_by_key[AssetKey(key)]
         last = run.for_asset(key)[-1].metadata
         assert last["dagster/row_count"] >= 1
         columns = {c.name for c in last["dagster/column_schema"].columns}
         assert {"partition_date"} <= columns
+    # theme_assignments is an asset of its own (one output of the themes multi-asset): a row
+    # per chunk of the window, beside the themes' row per theme.
+    assigned = run.for_asset("theme_assignments")[-1].metadata["dagster/row_count"]
+    assert assigned == VectorIndex(settings.lance_path).count_rows()
+    assert run.for_asset("themes")[-1].metadata["dagster/row_count"] < assigned
     chunks_schema = run.for_asset("chunks")[0].metadata["dagster/column_schema"]
     assert {c.name for c in chunks_schema.columns} == set(CHUNKS.names)
 
@@ -138,10 +143,9 @@ def test_theme_assignments_cover_every_chunk_of_the_window(pipeline):
     settings, _, _, records = pipeline
     last = themes(settings=settings)
     assert last and last[0].window == (date(2022, 7, 1), DAYS[-1])  # clipped at the start
-    chunk_total = (
-        DeltaTables(settings.tables_path).scan("chunks", CHUNKS).select(pl.len()).collect()
-    )
-    assigned = sum(t.size for t in last)
-    assert assigned == chunk_total.item()
+    chunks = DeltaTables(settings.tables_path).scan("chunks", CHUNKS).collect()
+    # A theme counts documents, each once, and its chunks beside.
+    assert sum(t.size for t in last) == chunks["doc_id"].n_unique()
+    assert sum(t.chunks for t in last) == chunks.height
     per_doc = theme_assignments(doc_id=records[0]["id"], settings=settings)
     assert per_doc.height >= 1 and set(per_doc["doc_id"]) == {records[0]["id"]}

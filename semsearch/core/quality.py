@@ -99,8 +99,11 @@ class PartitionInputs:
     exact_results: list[list[str]] = field(default_factory=list)
     themes: pl.DataFrame | None = None
     assignments: pl.DataFrame | None = None
-    previous_assignments: pl.DataFrame | None = None  # the previous run of the same window
+    previous_assignments: pl.DataFrame | None = None  # the previous window (or run of this one)
     previous_note: str = ""
+    window_chunks: int = 0  # embedded chunks in the theme window
+    theme_documents: pl.DataFrame | None = None  # one assignment row per document
+    nothing_to_check: str = ""  # set by a loader: every rule passes, saying why
 
 
 @dataclass(frozen=True)
@@ -346,34 +349,50 @@ def count_between(count: int, low: int, high: int, what: str) -> Outcome:
     )
 
 
-def noise_share(assignments: pl.DataFrame, outlier_id: str, maximum: float) -> Outcome:
-    noise = assignments.filter(pl.col("theme_id") == outlier_id).height
-    return share_at_most(noise, assignments.height, maximum, "chunks left as outliers")
+def noise_share(documents: pl.DataFrame, outlier_id: str, maximum: float) -> Outcome:
+    noise = documents.filter(pl.col("theme_id") == outlier_id).height
+    return share_at_most(noise, documents.height, maximum, "documents left as outliers")
 
 
 def assignments_kept(
-    current: pl.DataFrame, previous: pl.DataFrame | None, minimum: float, note: str = ""
+    current: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    minimum: float,
+    note: str = "",
+    key: str = "chunk_id",
 ) -> Outcome:
-    """Share of chunks in both runs of a window that kept their theme."""
+    """Share of the items (`key`) in both assignments that kept their theme, and the ARI."""
     if previous is None or previous.height == 0:
         return Outcome(True, note or "first run of this window: nothing to compare", {})
-    both = current.select("chunk_id", "theme_id").join(
-        previous.select("chunk_id", pl.col("theme_id").alias("before")), on="chunk_id"
+    both = (
+        current.select(key, "theme_id")
+        .unique(key)
+        .join(previous.select(key, pl.col("theme_id").alias("before")).unique(key), on=key)
     )
     kept = both.filter(pl.col("theme_id") == pl.col("before")).height
     share = kept / both.height if both.height else 1.0
+    ari = _adjusted_rand(both["before"], both["theme_id"]) if both.height else 1.0
     moved = both.filter(pl.col("theme_id") != pl.col("before"))
     transitions = moved.group_by("before", "theme_id").len().sort("len", descending=True)
+    prefix = f"{note}: " if note else ""
     return Outcome(
         share >= minimum,
-        f"{kept} of {both.height} assignments kept ({share:.1%}, at least {minimum:.0%})",
+        f"{prefix}{kept} of {both.height} {key.removesuffix('_id')}s kept their theme "
+        f"({share:.1%}, at least {minimum:.0%}; ARI {ari:.3f})",
         {
             "compared": both.height,
             "kept": kept,
             "share_kept": round(share, 4),
+            "ari": round(ari, 4),
             "top_moves": [f"{b} -> {t}: {n}" for b, t, n in transitions.head(EXAMPLES).rows()],
         },
     )
+
+
+def _adjusted_rand(before: pl.Series, after: pl.Series) -> float:
+    from sklearn.metrics import adjusted_rand_score
+
+    return float(adjusted_rand_score(before.to_list(), after.to_list()))
 
 
 def freshness_deadline(day: date, hour: int) -> datetime:

@@ -17,6 +17,9 @@ from dagster import AssetKey, DagsterInstance, Definitions
 
 from semsearch.defs.dagster_internals import (
     PartitionBackfill,
+    PartitionRangeSelector,
+    PartitionsByAssetSelector,
+    PartitionsSelector,
     get_current_timestamp,
     make_new_backfill_id,
 )
@@ -36,24 +39,45 @@ def daily_asset_keys(defs: Definitions) -> list[AssetKey]:
     return sorted(k for k in graph.materializable_asset_keys if graph.get(k).is_partitioned)
 
 
+def _runs(days: Sequence[date]) -> list[tuple[date, date]]:
+    """Consecutive days as (first, last) ranges."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
 def submit_backfill(
     instance: DagsterInstance,
     defs: Definitions,
     days: Sequence[date],
     assets: Sequence[AssetKey] | None = None,
 ) -> str:
-    """Record an asset backfill of `days` for the daemon to run; returns its id."""
+    """Record an asset backfill of `days` for the daemon to run; returns its id.
+
+    The target is exactly `days` of every asset. Dagster's default (`from_asset_partitions`)
+    would add every partition downstream of them: through the themes' trailing window and their
+    dependency on the day before, a 2-day backfill became themes for every day up to today.
+    """
     keys = list(assets or daily_asset_keys(defs))
     partitions = [d.isoformat() for d in days]
-    backfill = PartitionBackfill.from_asset_partitions(
+    ranges = PartitionsSelector(
+        ranges=[
+            PartitionRangeSelector(start=a.isoformat(), end=b.isoformat()) for a, b in _runs(days)
+        ]
+    )
+    backfill = PartitionBackfill.from_partitions_by_assets(
         backfill_id=make_new_backfill_id(),
         asset_graph=defs.resolve_asset_graph(),
-        partition_names=partitions,
-        asset_selection=keys,
         backfill_timestamp=get_current_timestamp(),
         tags={"semsearch/backfill": f"{partitions[0]}..{partitions[-1]}"},
         dynamic_partitions_store=instance,
-        all_partitions=False,
+        partitions_by_assets=[
+            PartitionsByAssetSelector(asset_key=key, partitions=ranges) for key in keys
+        ],
         title=f"semsearch {partitions[0]}..{partitions[-1]}",
         description=f"{len(partitions)} days of {len(keys)} assets, from `semsearch backfill`",
         run_config=None,

@@ -37,6 +37,7 @@ from semsearch.defs.resources import EmbeddingResource, PipelineResource, Storag
 from semsearch.storage import themes_store
 from semsearch.storage.history import previous_partition
 from semsearch.storage.schemas import (
+    ASSIGNMENTS_TABLE,
     CHUNKS,
     CHUNKS_TABLE,
     DEAD_LETTER_TABLE,
@@ -47,7 +48,6 @@ from semsearch.storage.schemas import (
     LANDED_FILES,
     LANDED_TABLE,
     RAW_TABLE,
-    THEME_ASSIGNMENTS,
     THEMES,
     THEMES_TABLE,
 )
@@ -56,6 +56,7 @@ from semsearch.storage.vector_index import AnnParams, VectorIndex, day_filter
 INDEX, THEMES_ASSET = "vector_index", THEMES_TABLE
 FRESHNESS = "freshness"
 ANN_QUERIES, ANN_K = 10, 10
+NO_WINDOW = "no documents on this day: no theme window to check"
 
 
 class QualityResource(ConfigurableResource):
@@ -255,8 +256,9 @@ RULES: tuple[Rule, ...] = (
         THEMES_ASSET,
         "noise_share",
         Severity.WARN,
-        "The window's outlier share stays at or below SEMSEARCH_CHECK_MAX_NOISE_SHARE.",
-        lambda p: q.noise_share(p.assignments, OUTLIERS, p.limits.max_noise_share),
+        "The window's outlier share (of documents) stays at or below "
+        "SEMSEARCH_CHECK_MAX_NOISE_SHARE.",
+        lambda p: q.noise_share(p.theme_documents, OUTLIERS, p.limits.max_noise_share),
     ),
     Rule(
         THEMES_ASSET,
@@ -272,20 +274,34 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         THEMES_ASSET,
+        "stability",
+        Severity.WARN,
+        "Of the documents in both this window and the previous one, at least "
+        "SEMSEARCH_CHECK_MIN_THEME_STABILITY keep their theme id (the ARI between the two "
+        "windows is in the metadata); the first window is compared with its previous run.",
+        lambda p: q.assignments_kept(
+            p.theme_documents,
+            p.previous_assignments,
+            p.limits.min_theme_stability,
+            p.previous_note,
+            key="doc_id",
+        ),
+    ),
+    # theme_assignments
+    Rule(
+        ASSIGNMENTS_TABLE,
         "assignments_unique",
         Severity.ERROR,
         "Each chunk of the window is assigned to exactly one theme.",
         lambda p: q.unique(p.assignments, "chunk_id"),
     ),
     Rule(
-        THEMES_ASSET,
-        "stability",
+        ASSIGNMENTS_TABLE,
+        "every_chunk_assigned",
         Severity.WARN,
-        "A re-run of the same window keeps at least SEMSEARCH_CHECK_MIN_THEME_STABILITY of its "
-        "assignments (compared with the previous run through Delta time travel).",
-        lambda p: q.assignments_kept(
-            p.assignments, p.previous_assignments, p.limits.min_theme_stability, p.previous_note
-        ),
+        "Every embedded chunk of the window has an assignment (a day of the window embedded "
+        "after the themes ran shows here as missing: materialize the themes again).",
+        lambda p: q.counts_equal(p.assignments.height, p.window_chunks, "assigned chunks"),
     ),
 )
 
@@ -382,12 +398,31 @@ def _probes(index: VectorIndex, pipeline: PipelineResource, sample: pl.DataFrame
 
 def _load_themes(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
     tables = storage.tables()
-    inputs.themes = tables.read_partition(themes_store.THEMES_TABLE, inputs.day, THEMES)
-    inputs.assignments = tables.read_partition(
-        themes_store.ASSIGNMENTS_TABLE, inputs.day, THEME_ASSIGNMENTS
+    inputs.themes = tables.read_partition(THEMES_TABLE, inputs.day, THEMES)
+    if inputs.themes.height == 0:
+        inputs.nothing_to_check = NO_WINDOW
+        return
+    inputs.assignments = themes_store.window_assignments(tables, inputs.day)
+    inputs.theme_documents = inputs.assignments.unique("doc_id").sort("doc_id")
+    previous = themes_store.latest_window_before(tables, inputs.day)
+    if previous is not None:
+        inputs.previous_assignments = themes_store.window_assignments(tables, previous)
+        inputs.previous_note = f"compared with the window ending {previous}"
+    else:
+        before, note = previous_partition(tables, ASSIGNMENTS_TABLE, inputs.day)
+        inputs.previous_assignments, inputs.previous_note = before, note
+
+
+def _load_theme_assignments(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
+    tables = storage.tables()
+    inputs.assignments = themes_store.window_assignments(tables, inputs.day)
+    themes = tables.read_partition(THEMES_TABLE, inputs.day, THEMES)
+    if themes.height == 0:
+        inputs.nothing_to_check = NO_WINDOW
+        return
+    inputs.window_chunks = themes_store.window_chunks(
+        tables, themes["window_start"].min(), inputs.day
     )
-    previous, note = previous_partition(tables, themes_store.ASSIGNMENTS_TABLE, inputs.day)
-    inputs.previous_assignments, inputs.previous_note = previous, note
 
 
 LOADERS: dict[str, Callable[..., None]] = {
@@ -396,6 +431,7 @@ LOADERS: dict[str, Callable[..., None]] = {
     EMBEDDINGS_TABLE: _load_embeddings,
     INDEX: _load_index,
     THEMES_ASSET: _load_themes,
+    ASSIGNMENTS_TABLE: _load_theme_assignments,
 }
 
 
@@ -449,7 +485,11 @@ def _rule_check(
             inputs, storage=storage, embedder=embedder, pipeline=pipeline, quality=quality
         )
         for rule in rules:
-            outcome = rule.evaluate(inputs)
+            outcome = (
+                q.Outcome(True, inputs.nothing_to_check)
+                if inputs.nothing_to_check
+                else (rule.evaluate(inputs))
+            )
             if not outcome.passed:
                 context.log.warning("%s.%s failed: %s", asset, rule.name, outcome.description)
             yield _result(asset, rule, outcome)

@@ -5,6 +5,11 @@ fails to import and `semsearch_tests/test_dagster_internals.py` names the symbol
 sensor or a backfill failing at run time.
 """
 
+from dagster._core.definitions.selector import (  # a backfill's exact target per asset
+    PartitionRangeSelector,
+    PartitionsByAssetSelector,
+    PartitionsSelector,
+)
 from dagster._core.event_api import PartitionKeyFilter  # filter check records by partition
 from dagster._core.execution.backfill import PartitionBackfill  # submit an asset backfill
 from dagster._core.utils import make_new_backfill_id
@@ -13,6 +18,9 @@ from dagster._time import get_current_timestamp
 __all__ = [
     "PartitionBackfill",
     "PartitionKeyFilter",
+    "PartitionRangeSelector",
+    "PartitionsByAssetSelector",
+    "PartitionsSelector",
     "get_current_timestamp",
     "make_new_backfill_id",
 ]

@@ -12,6 +12,7 @@ from dagster import (
 from semsearch.config import Settings
 from semsearch.defs.alerts import AlertsResource, build_alert_sensor
 from semsearch.defs.checks import QualityResource, build_checks
+from semsearch.defs.labels import ThemeLabelResource
 from semsearch.defs.maintenance import build_maintenance_job, build_maintenance_schedule
 from semsearch.defs.partitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
@@ -63,5 +64,6 @@ def build_definitions(settings: Settings) -> Definitions:
             "embedder": EmbeddingResource.from_settings(settings),
             "quality": QualityResource.from_settings(settings),
             "alerts": AlertsResource.from_settings(settings),
+            "theme_labels": ThemeLabelResource.from_settings(settings),
         },
     )

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import PrivateAttr
@@ -19,6 +20,7 @@ from semsearch.core.backends import build_backend
 from semsearch.core.chunking import ChunkSpec
 from semsearch.core.embedding import EmbeddingBackend
 from semsearch.core.ingest import ColumnMapping, DatePolicy, RecordParser
+from semsearch.core.theme_trends import TrendRule
 from semsearch.core.themes import ThemeParams
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.vector_index import AnnParams, VectorIndex
@@ -62,11 +64,27 @@ class PipelineResource(ConfigurableResource):
     chunk_size_tokens: int
     chunk_overlap_tokens: int
     ann_min_rows: int
+    theme_min_cluster_share: float
     theme_min_cluster_size: int
+    theme_min_samples: int
+    theme_merge_similarity: float
+    theme_member_quantile: float
+    theme_fit_sample: int
+    theme_batch_documents: int
+    theme_vocabulary: int
+    theme_keyword_min_df: int
+    theme_refit_days: int
+    theme_drift_margin: float
+    theme_keep_margin: float
+    theme_trend_recent_days: int
+    theme_trend_ratio: float
+    theme_trend_min_documents: int
+    numba_cache_dir: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineResource:
-        return cls(**{name: getattr(settings, name) for name in cls.model_fields})
+        values = {name: getattr(settings, name) for name in cls.model_fields}
+        return cls(**values | {"numba_cache_dir": str(settings.numba_cache_path)})
 
     def column_mapping(self) -> ColumnMapping:
         return ColumnMapping(
@@ -94,7 +112,18 @@ class PipelineResource(ConfigurableResource):
         return AnnParams(min_rows=self.ann_min_rows)
 
     def theme_params(self) -> ThemeParams:
-        return ThemeParams(min_cluster_size=self.theme_min_cluster_size)
+        names = [n for n in type(self).model_fields if n.startswith("theme_")]
+        return ThemeParams.from_settings(Settings(**{n: getattr(self, n) for n in names}))
+
+    def trend_rule(self) -> TrendRule:
+        return TrendRule(
+            recent_days=self.theme_trend_recent_days,
+            ratio=self.theme_trend_ratio,
+            min_documents=self.theme_trend_min_documents,
+        )
+
+    def numba_cache_path(self) -> Path:
+        return Path(self.numba_cache_dir)
 
 
 _DEFAULTS = Settings()  # the resource's defaults are the settings' defaults, defined once

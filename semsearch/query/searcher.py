@@ -42,11 +42,12 @@ class SearchHit:
 @dataclass(frozen=True)
 class ThemeSummary:
     theme_id: str
-    label: str
+    label: str  # the chat label when there is one, else the top keywords
     keywords: list[str]
-    size: int
+    size: int  # documents in the window
     representatives: list[str]
     window: tuple[date, date]
+    chunks: int = 0  # the documents' chunks
 
 
 MAX_K = 1000  # results per query: more is an export, not a search
@@ -172,7 +173,8 @@ class Searcher:
         }
 
     def themes(self, day: str | date | None = None) -> list[ThemeSummary]:
-        """The themes of the window ending at `day` (default: the latest materialized window)."""
+        """The themes of the window ending at `day` (default: the latest day with documents;
+        a day without documents has no window)."""
         scan = self.tables.scan(THEMES_TABLE, THEMES)
         if day is None:
             day = scan.select(pl.col("partition_date").max()).collect().item()
@@ -191,6 +193,7 @@ class Searcher:
                 size=r["size"],
                 representatives=list(r["representatives"]),
                 window=(r["window_start"], r["partition_date"]),
+                chunks=int(r["chunks"] or 0),
             )
             for r in rows.collect().iter_rows(named=True)
         ]

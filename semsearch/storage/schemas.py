@@ -17,6 +17,8 @@ CACHE_TABLE = "embedding_cache"
 DEAD_LETTER_TABLE = "embedding_dead_letter"
 THEMES_TABLE = "themes"
 ASSIGNMENTS_TABLE = "theme_assignments"
+TRENDS_TABLE = "theme_trends"
+LABELS_TABLE = "theme_labels"  # the chat label cache, by theme content
 ALERTS_TABLE = "alerts"
 INDEX_TABLE = "chunks"  # the LanceDB table of the vector and keyword index (not a Delta table)
 ALL_TABLES = (
@@ -30,6 +32,8 @@ ALL_TABLES = (
     DEAD_LETTER_TABLE,
     THEMES_TABLE,
     ASSIGNMENTS_TABLE,
+    TRENDS_TABLE,
+    LABELS_TABLE,
     ALERTS_TABLE,
 )
 UTC_TS = pa.timestamp("us", tz="UTC")
@@ -119,24 +123,55 @@ EMBEDDING_DEAD_LETTER = pa.schema(
 
 THEMES = pa.schema(
     [
-        (PARTITION_COLUMN, pa.date32()),  # the last day of the window clustered
+        (PARTITION_COLUMN, pa.date32()),  # the last day of the window (a day with documents)
         ("theme_id", pa.string()),
-        ("label", pa.string()),
+        ("label", pa.string()),  # the chat label when there is one, else the top keywords
         ("keywords", pa.list_(pa.string())),
-        ("size", pa.int64()),
+        ("size", pa.int64()),  # documents in the window (a document counts once)
         ("representatives", pa.list_(pa.string())),
-        ("centroid", pa.list_(pa.float32())),
+        ("centroid", pa.list_(pa.float32())),  # unit mean of the members' document vectors
         ("window_start", pa.date32()),
+        ("chunks", pa.int64()),  # the members' chunks
+        ("threshold", pa.float32()),  # least cosine to the centroid a member has
+        ("label_source", pa.string()),  # "chat" or "keywords"
+        ("fitted_on", pa.date32()),  # the window whose sample the themes were fitted on
+        ("model_fingerprint", pa.string()),  # the theme settings the fit used
+        ("fit_noise_share", pa.float32()),  # outlier share when fitted (the drift baseline)
     ]
 )
 
 THEME_ASSIGNMENTS = pa.schema(
     [
-        (PARTITION_COLUMN, pa.date32()),
+        (PARTITION_COLUMN, pa.date32()),  # the window's last day
         ("chunk_id", pa.string()),
         ("doc_id", pa.string()),
+        ("theme_id", pa.string()),  # the document's theme: all its chunks carry it
+        ("probability", pa.float32()),  # membership: the document's cosine to the centroid
+        ("document_date", pa.date32()),  # the day the document belongs to
+    ]
+)
+
+THEME_TRENDS = pa.schema(
+    [
+        (PARTITION_COLUMN, pa.date32()),  # the window's last day
         ("theme_id", pa.string()),
-        ("probability", pa.float32()),
+        ("label", pa.string()),
+        ("day", pa.date32()),
+        ("documents", pa.int64()),  # the theme's documents dated that day
+        ("share", pa.float64()),  # of all the day's documents
+        ("first_day", pa.date32()),  # the theme's first and last day with documents
+        ("last_day", pa.date32()),
+        ("emerging", pa.bool_()),  # rule in semsearch.core.theme_trends
+        ("fading", pa.bool_()),
+    ]
+)
+
+THEME_LABELS = pa.schema(
+    [
+        ("content_key", pa.string()),  # hash of model, prompt, keywords and representatives
+        ("model", pa.string()),
+        ("label", pa.string()),
+        ("created_at", UTC_TS),
     ]
 )
 

@@ -1,11 +1,13 @@
-"""A real HTTP server speaking the OpenAI `POST /v1/embeddings` protocol, scriptable per request.
+"""A real HTTP server speaking the OpenAI `POST /v1/embeddings` and `POST /v1/chat/completions`
+protocols, scriptable per request.
 
 Each request consumes one scripted `Fault` from a queue (falling back to "ok", or to a random
 fault when `fault_rate` is set); a "poison" input triggers a 400 on every request containing it.
 Every request is recorded (monotonic time received, inputs, behaviour used) so tests can check
 batching, retries and waits from the server's side of the wire.
 
-Vectors are deterministic: `FakeOpenAIServer.vector(text, dimension)` is what "ok" returns.
+Vectors are deterministic: `FakeOpenAIServer.vector(text, dimension)` is what "ok" returns. A chat
+answer is too: `chat_label(prompt)`, built from the prompt's first keywords.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ KINDS = (
     "401",
     "403",
     "404",
+    "empty_answer",  # chat: 200 whose message has no content
 )
 
 
@@ -123,11 +126,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         received = time.monotonic()
         url = urlsplit(self.path)
-        if not url.path.endswith("/embeddings"):
+        chat = url.path.endswith("/chat/completions")
+        if not (chat or url.path.endswith("/embeddings")):
             self._send_json(404, _error_body(f"no route {url.path}", "invalid_request_error", None))
             return
         payload = json.loads(body)
-        inputs = payload["input"] if isinstance(payload["input"], list) else [payload["input"]]
+        if chat:
+            inputs = [m.get("content", "") for m in payload.get("messages", [])]
+        else:
+            inputs = payload["input"] if isinstance(payload["input"], list) else [payload["input"]]
         fault = self._choose(inputs)
         with state.lock:
             state.requests.append(
@@ -175,6 +182,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if kind == "garbage":
             self._send_raw(200, b"<html>upstream proxy error</html>", "application/json")
+            return
+        if "messages" in payload:
+            self._send_json(200, _chat_answer(kind, payload, inputs))
             return
         self._send_json(200, self._embeddings(kind, payload, inputs))
 
@@ -229,6 +239,34 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             self.close_connection = True  # the client gave up (e.g. timed out) first
+
+
+def chat_label(prompt: str) -> str:
+    """The deterministic label the server answers: the prompt's first two keywords, titled."""
+    for line in prompt.splitlines():
+        if line.startswith("Keywords:"):
+            words = [w.strip() for w in line.removeprefix("Keywords:").split(",") if w.strip()]
+            return " ".join(words[:2]).title() or "Untitled"
+    return "Untitled"
+
+
+def _chat_answer(kind: str, payload: dict, inputs: list[str]) -> dict:
+    content = "" if kind == "empty_answer" else chat_label(inputs[-1] if inputs else "")
+    tokens = sum(len(text) // 4 + 1 for text in inputs)
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": payload.get("model"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": tokens, "completion_tokens": 3, "total_tokens": tokens + 3},
+    }
 
 
 def _encode(vector: np.ndarray, as_base64: bool) -> str | list[float]:

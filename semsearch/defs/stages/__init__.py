@@ -1,6 +1,7 @@
 """The pipeline's stages, one module each: the asset, its metadata and its wiring.
 
-landing files → bronze_documents → raw_documents → chunks → embeddings → vector_index → themes
+landing files → bronze_documents → raw_documents → chunks → embeddings → vector_index
+                                         embeddings → themes, theme_assignments → theme_trends
 """
 
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from semsearch.defs.stages.embeddings import build_embeddings
 from semsearch.defs.stages.index import build_vector_index
 from semsearch.defs.stages.ingest import bronze_documents
 from semsearch.defs.stages.themes import build_themes
+from semsearch.defs.stages.trends import build_theme_trends
 
 __all__ = ["bronze_documents", "build_pipeline_assets"]
 
@@ -29,4 +31,5 @@ def build_pipeline_assets(
         build_embeddings(partitions),
         build_vector_index(partitions),
         build_themes(partitions, theme_window_days),
+        build_theme_trends(partitions),
     ]
