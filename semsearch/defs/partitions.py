@@ -1,14 +1,11 @@
 """What every daily stage shares: the partitions, the backfill policy, groups and pools."""
 
-import warnings
 from collections.abc import Callable
 from datetime import date
 
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
-    BetaWarning,
     DailyPartitionsDefinition,
     MetadataValue,
     asset,
@@ -19,9 +16,13 @@ from semsearch.defs.resources import StorageResource
 
 INGEST, PIPELINE = "ingest", "semsearch"
 
-# One day per run: each day's checks are recorded for that day and block only that day, and the
-# asset bodies work a day at a time. Throughput comes from concurrent runs, bounded by pools.
-DAILY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=1)
+# No backfill policy: a backfill (from the UI, `semsearch backfill` or `dagster job backfill`)
+# then launches one run per day *keyed by that day*, as a sensor or `semsearch run` does. Under
+# any BackfillPolicy, even multi_run(max_partitions_per_run=1), Dagster 1.13 launches runs over
+# a partition *range*, and records their check results with no partition: the UI then shows
+# every day's check as skipped. Throughput comes from concurrent runs, bounded by pools.
+# (Kept as a name so that every daily asset, multi-assets included, states the same policy.)
+DAILY_BACKFILL = None
 # Instance pools (limits in dagster.yaml / `dagster instance concurrency set`): embedding calls
 # share a bounded pool; the LanceDB index has a single writer; UMAP runs one window at a time.
 EMBEDDING_POOL = "semsearch_embedding"
@@ -42,10 +43,7 @@ def daily_asset(**kwargs: object) -> Callable[..., AssetsDefinition]:
     No step retry policy: commit races are retried where they happen (`DeltaTables`), and
     retrying a whole step would only repeat a deterministic error three times.
     """
-    with warnings.catch_warnings():
-        # Backfill policies are beta in dagster 1.13; used deliberately, so not warned about.
-        warnings.filterwarnings("ignore", "Parameter `backfill_policy`", BetaWarning)
-        return asset(backfill_policy=DAILY_BACKFILL, group_name=PIPELINE, **kwargs)
+    return asset(backfill_policy=DAILY_BACKFILL, group_name=PIPELINE, **kwargs)
 
 
 def partition_day(context: AssetExecutionContext) -> date:
