@@ -102,7 +102,8 @@ class Settings:
     # Sensors.
     sensor_interval_seconds: int = 30
     landing_settle_seconds: int = 60  # a file unchanged across two ticks or this old is complete
-    freshness_deadline_hour: int = 9  # UTC hour of the next day a day's data must be indexed by
+    # UTC hour by which the latest day (today) must be indexed each day; -1: no freshness check.
+    freshness_deadline_hour: int = 9
     source_table_uri: str = ""  # an upstream Delta table to follow (e.g. tickets); empty: none
     # Storage maintenance: compaction, then deletion of files (and LanceDB versions) that no
     # version younger than the retention needs. Time travel reaches back this far; a reader
@@ -186,6 +187,11 @@ class Settings:
                     f"SEMSEARCH_MISSING_DATE_POLICY={self.missing_date_policy!r}: use 'reject', "
                     "'file_mtime' or an ISO date"
                 ) from None
+        if not -1 <= self.freshness_deadline_hour <= 23:
+            raise ValueError(
+                f"SEMSEARCH_FRESHNESS_DEADLINE_HOUR={self.freshness_deadline_hour}: use an hour "
+                "0..23, or -1 for no freshness check"
+            )
         if self.maintenance_retention_hours < MIN_RETENTION_HOURS:
             # Runs, checks and searches read a table's snapshot while maintenance may run.
             raise ValueError(

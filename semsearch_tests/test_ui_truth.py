@@ -4,12 +4,12 @@ them, after runs launched the way the daemon launches them."""
 from __future__ import annotations
 
 from dagster import AssetCheckKey, AssetKey
+from dagster._core.event_api import PartitionKeyFilter  # how the UI asks for one day's checks
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionResolvedStatus as Resolved,
 )
 
 from semsearch.defs.backfills import submit_backfill
-from semsearch.defs.dagster_internals import PartitionKeyFilter
 from semsearch.defs.definitions import INGEST_JOB, build_definitions
 from semsearch_tests.daemon_support import run_backfill_as_the_daemon
 from semsearch_tests.ops_support import (

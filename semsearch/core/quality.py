@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -373,33 +373,6 @@ def assignments_kept(
             "share_kept": round(share, 4),
             "top_moves": [f"{b} -> {t}: {n}" for b, t, n in transitions.head(EXAMPLES).rows()],
         },
-    )
-
-
-def freshness_deadline(day: date, hour: int) -> datetime:
-    """When a day's partition is due: `hour` o'clock UTC on the following day."""
-    return datetime.combine(day + timedelta(days=1), time(hour), tzinfo=UTC)
-
-
-def fresh(
-    day: date, deadline: datetime, materialized_at: datetime | None, now: datetime
-) -> Outcome:
-    """The day's partition exists once its deadline has passed."""
-    metadata: dict[str, Any] = {"partition": day.isoformat(), "deadline": deadline.isoformat()}
-    if materialized_at is not None:
-        late = max(0.0, (materialized_at - deadline).total_seconds())
-        metadata |= {"materialized_at": materialized_at.isoformat(), "late_seconds": round(late)}
-        return Outcome(
-            True, f"{day} materialized at {materialized_at:%Y-%m-%d %H:%M} UTC", metadata
-        )
-    if now < deadline:
-        return Outcome(True, f"{day} not due before {deadline:%Y-%m-%d %H:%M} UTC", metadata)
-    overdue = (now - deadline).total_seconds()
-    metadata["overdue_seconds"] = round(overdue)
-    return Outcome(
-        False,
-        f"{day} missing: due {deadline:%Y-%m-%d %H:%M} UTC, {overdue / 3600:.1f} h ago",
-        metadata,
     )
 
 

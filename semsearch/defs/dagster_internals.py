@@ -5,14 +5,12 @@ fails to import and `semsearch_tests/test_dagster_internals.py` names the symbol
 sensor or a backfill failing at run time.
 """
 
-from dagster._core.event_api import PartitionKeyFilter  # filter check records by partition
 from dagster._core.execution.backfill import PartitionBackfill  # submit an asset backfill
 from dagster._core.utils import make_new_backfill_id
 from dagster._time import get_current_timestamp
 
 __all__ = [
     "PartitionBackfill",
-    "PartitionKeyFilter",
     "get_current_timestamp",
     "make_new_backfill_id",
 ]

@@ -11,7 +11,7 @@ from dagster import (
 
 from semsearch.config import Settings
 from semsearch.defs.alerts import AlertsResource, build_alert_sensor
-from semsearch.defs.checks import QualityResource, build_checks
+from semsearch.defs.checks import QualityResource, build_checks, build_freshness_checks
 from semsearch.defs.maintenance import build_maintenance_job, build_maintenance_schedule
 from semsearch.defs.partitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
@@ -46,16 +46,18 @@ def build_definitions(settings: Settings) -> Definitions:
     if sources:
         jobs.append(define_asset_job(SOURCE_JOB, AssetSelection.assets(*sources)))
     jobs.append(build_maintenance_job(settings.maintenance_retention_hours))
+    freshness = build_freshness_checks(settings.freshness_deadline_hour)
     return Definitions(
         assets=[bronze_documents, *sources, *daily_assets],
-        asset_checks=build_checks(
-            partitions, bool(settings.profiling), settings.freshness_deadline_hour >= 0
-        ),
+        asset_checks=[*build_checks(partitions, bool(settings.profiling)), *freshness],
         jobs=jobs,
         # One process per run, not per step: the steps of a day form a chain, and a process per
         # step would load the embedding model once for every step (and check) that needs it.
         executor=in_process_executor,
-        sensors=[*build_sensors(settings), build_alert_sensor(settings.sensor_interval_seconds)],
+        sensors=[
+            *build_sensors(settings, freshness),
+            build_alert_sensor(settings.sensor_interval_seconds),
+        ],
         schedules=[build_maintenance_schedule(settings.maintenance_cron)],
         resources={
             "storage": StorageResource.from_settings(settings),
