@@ -79,33 +79,39 @@ WARNING_ONLY = {
     "raw_documents/partition_not_empty", "embeddings/no_dead_letters",
     "embeddings/normalised_vectors", "vector_index/ann_recall", FRESHNESS,
     "themes/noise_share", "themes/theme_count", "themes/stability",
+    "landed_files/files_read", "rejected_records/rejected_share",
 }  # fmt: skip
+# Checks of a table as a whole, not of a day: freshness (the latest day) and the ingest's.
+UNPARTITIONED = {FRESHNESS, "landed_files/files_read", "rejected_records/rejected_share"}
 
 
-def test_every_rule_check_is_partitioned_and_exactly_the_integrity_checks_block(clean):
-    specs = [s for checks in build_definitions(clean[0]).asset_checks for s in checks.check_specs]
-    names = {f"{s.asset_key.to_user_string()}/{s.name}": s for s in specs}
-    # Dagster's freshness check looks at the latest partition, so it has none of its own.
-    unpartitioned = {n for n, spec in names.items() if spec.partitions_def is None}
-    assert unpartitioned == {"vector_index/freshness_check"}
-    assert {n for n, spec in names.items() if spec.blocking} == BLOCKING
-    assert {n for n, spec in names.items() if not spec.blocking} == WARNING_ONLY
+def check_nodes(settings) -> dict[str, object]:
+    """Every check the UI lists (stand-alone and in-asset), by asset/name."""
+    graph = build_definitions(settings).resolve_asset_graph()
+    return {
+        f"{k.asset_key.to_user_string()}/{k.name}": graph.get(k) for k in graph.asset_check_keys
+    }
+
+
+def test_every_day_check_is_partitioned_and_exactly_the_integrity_checks_block(clean):
+    nodes = check_nodes(clean[0])
+    unpartitioned = {n for n, node in nodes.items() if node.partitions_def is None}
+    assert unpartitioned == UNPARTITIONED
+    assert {n for n, node in nodes.items() if node.blocking} == BLOCKING
+    assert {n for n, node in nodes.items() if not node.blocking} == WARNING_ONLY
 
 
 def test_a_check_blocks_exactly_when_its_severity_is_error(clean):
     """One truth: the severity a check reports, its description and its blocking agree."""
     _, results = clean
-    evaluated = evaluations(next(iter(results.values())))
-    specs = {
-        f"{s.asset_key.to_user_string()}/{s.name}": s
-        for checks in build_definitions(clean[0]).asset_checks
-        for s in checks.check_specs
-    }
-    for name, evaluation in evaluated.items():
+    nodes = check_nodes(clean[0])
+    for name, evaluation in evaluations(next(iter(results.values()))).items():
         error = evaluation.severity.value == "ERROR"
-        assert evaluation.blocking == error == specs[name].blocking, name
-        if name in BLOCKING:
-            assert specs[name].description.startswith("[ERROR, blocking]"), name
+        assert evaluation.blocking == error == nodes[name].blocking, name
+    for name, node in nodes.items():
+        if name != FRESHNESS:  # Dagster's own description
+            expected = "[ERROR, blocking]" if node.blocking else "[WARN]"
+            assert node.description.startswith(expected), name
 
 
 def test_clean_days_pass_every_blocking_check_for_their_own_partition(clean):

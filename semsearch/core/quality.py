@@ -193,6 +193,18 @@ def rejected_share(source_files: pl.DataFrame, maximum: float) -> Outcome:
     return Outcome(outcome.passed, outcome.description, outcome.metadata | {"by_file": by_file})
 
 
+def files_read(files: pl.DataFrame) -> Outcome:
+    """Every landing file of an ingest was read: none unparseable, none skipped."""
+    unread = files.filter(pl.col("status") != "loaded").sort("path")
+    examples = [f"{p} ({s}: {e})" for p, s, e in unread.select("path", "status", "error").rows()]
+    return Outcome(
+        unread.is_empty(),
+        f"{unread.height} of {files.height} files not read"
+        + (f": {'; '.join(examples[:EXAMPLES])}" if examples else ""),
+        {"files": files.height, "not_read": unread.height, "examples": examples[:EXAMPLES]},
+    )
+
+
 def covered(parent_ids: Sequence[str], child_ids: Sequence[str], what: str) -> Outcome:
     """Every parent id appears among the child ids (e.g. every document has a chunk)."""
     missing = sorted(set(parent_ids) - set(child_ids))

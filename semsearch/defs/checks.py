@@ -6,6 +6,7 @@ one model load at most) that yields a result per rule. ERROR rules are blocking:
 the assets downstream of the checked one do not run in that run. WARN rules only report.
 """
 
+import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
@@ -28,7 +29,7 @@ from dagster import (
     multi_asset_check,
 )
 
-from semsearch.config import Settings
+from semsearch.config import ENV_PREFIX, Settings
 from semsearch.core import quality as q
 from semsearch.core.chunking import effective_spec
 from semsearch.core.quality import PartitionInputs, Rule, Severity, Thresholds
@@ -401,15 +402,31 @@ def _metadata(outcome: q.Outcome) -> dict:
     }
 
 
-def _result(asset: str, rule: Rule, outcome: q.Outcome) -> AssetCheckResult:
+def check_result(asset: str, name: str, severity: Severity, outcome: q.Outcome) -> AssetCheckResult:
+    """A check's result from a rule's outcome: what the UI shows for one evaluation."""
     return AssetCheckResult(
         asset_key=AssetKey(asset),
-        check_name=rule.name,
+        check_name=name,
         passed=outcome.passed,
-        severity=AssetCheckSeverity(rule.severity.value),
+        severity=AssetCheckSeverity(severity.value),
         description=outcome.description,
         metadata=_metadata(outcome),
     )
+
+
+def release_hint(check: str, settings: Settings) -> str:
+    """How to let through a day that `check` (asset/name) blocked: the setting its threshold
+    is, named in its rule's description, or else fixing the data."""
+    asset, _, name = check.partition("/")
+    rule = next((r for r in RULES if (r.asset, r.name) == (asset, name)), None)
+    found = re.findall(rf"{ENV_PREFIX}[A-Z_]+", rule.description) if rule else []
+    fix = "fix the records at the source and land the file again"
+    current = [
+        f"{variable} (now {getattr(settings, variable.removeprefix(ENV_PREFIX).lower())})"
+        for variable in dict.fromkeys(found)
+        if hasattr(settings, variable.removeprefix(ENV_PREFIX).lower())
+    ]
+    return f"{fix}, or change {' / '.join(current)}" if current else fix
 
 
 def _spec(rule: Rule, partitions: PartitionsDefinition) -> AssetCheckSpec:
@@ -447,7 +464,7 @@ def _rule_check(
             outcome = rule.evaluate(inputs)
             if not outcome.passed:
                 context.log.warning("%s.%s failed: %s", asset, rule.name, outcome.description)
-            yield _result(asset, rule, outcome)
+            yield check_result(asset, rule.name, rule.severity, outcome)
 
     return _check
 

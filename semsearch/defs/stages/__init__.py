@@ -1,6 +1,7 @@
 """The pipeline's stages, one module each: the asset, its metadata and its wiring.
 
-landing files → bronze_documents → raw_documents → chunks → embeddings → vector_index → themes
+landing files → bronze_documents (+ rejected_records, landed_files) → raw_documents → chunks →
+embeddings (+ embedding_dead_letter, embedding_cache) → vector_index → themes
 """
 
 from collections.abc import Sequence
@@ -11,10 +12,10 @@ from semsearch.defs.stages.chunks import build_chunks
 from semsearch.defs.stages.documents import build_raw_documents
 from semsearch.defs.stages.embeddings import build_embeddings
 from semsearch.defs.stages.index import build_vector_index
-from semsearch.defs.stages.ingest import bronze_documents
+from semsearch.defs.stages.ingest import ingest_landing_files
 from semsearch.defs.stages.themes import build_themes
 
-__all__ = ["bronze_documents", "build_pipeline_assets"]
+__all__ = ["build_pipeline_assets", "ingest_landing_files"]
 
 
 def build_pipeline_assets(
