@@ -31,7 +31,8 @@ class Settings:
     landing_dir: str = ""  # default: <home>/landing
     tables_dir: str = ""  # default: <home>/tables
     lance_uri: str = ""  # default: <home>/lancedb
-    partitions_start: str = "2026-01-01"
+    # The first daily partition (UTC), ISO date; empty: the first day the landed data holds.
+    partitions_start: str = ""
 
     # Source column mapping; any other column is kept as metadata.
     id_column: str = "id"
@@ -135,10 +136,6 @@ class Settings:
     def lance_path(self) -> str:
         return self.lance_uri or str(self.home_path / "lancedb")
 
-    @property
-    def start_date(self) -> date:
-        return date.fromisoformat(self.partitions_start)
-
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -167,11 +164,12 @@ class Settings:
 
     def validate(self) -> None:
         try:
-            date.fromisoformat(self.partitions_start)
+            if self.partitions_start:
+                date.fromisoformat(self.partitions_start)
         except ValueError:
             raise ValueError(
                 f"SEMSEARCH_PARTITIONS_START={self.partitions_start!r} is not an ISO date "
-                "(YYYY-MM-DD)"
+                "(YYYY-MM-DD); leave it empty to start at the first day of the data"
             ) from None
         if self.chunk_overlap_tokens >= self.chunk_size_tokens:
             raise ValueError("SEMSEARCH_CHUNK_OVERLAP_TOKENS must be smaller than the chunk size")

@@ -176,7 +176,7 @@ def test_freshness_fails_until_the_latest_day_is_indexed_and_alerts_once(tmp_pat
         asset_check_selection={key}
     )
     with temp_instance(tmp_path) as instance:
-        request = tick(defs, instance, "freshness_sensor")  # never evaluated yet: run it
+        request = tick(defs, instance, "freshness_checks_sensor")  # never evaluated yet: run it
         assert request.asset_check_keys == [key]
         instance.report_runless_asset_event(
             AssetMaterialization("vector_index", partition="2026-11-03")  # an old day only

@@ -45,6 +45,15 @@ def submit_backfill(
     """Record an asset backfill of `days` for the daemon to run; returns its id."""
     keys = list(assets or daily_asset_keys(defs))
     partitions = [d.isoformat() for d in days]
+    daily = defs.resolve_asset_graph().get(keys[0]).partitions_def
+    outside = [p for p in partitions if not daily.has_partition_key(p)]
+    if outside:  # Dagster itself would fail on them with an internal error
+        first, last = daily.get_first_partition_key(), daily.get_last_partition_key()
+        raise ValueError(
+            f"no daily partition for {outside[0]}"
+            + (f" and {len(outside) - 1} more days" if len(outside) > 1 else "")
+            + f": the partitions run from {first} to {last}"
+        )
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
         asset_graph=defs.resolve_asset_graph(),

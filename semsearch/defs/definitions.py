@@ -17,7 +17,7 @@ from semsearch.defs.partitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.defs.sensors import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_sensors
 from semsearch.defs.sources import build_source_asset
-from semsearch.defs.stages import bronze_documents, build_pipeline_assets
+from semsearch.defs.stages import build_pipeline_assets, ingest_landing_files
 
 __all__ = [
     "INGEST_JOB",
@@ -40,7 +40,7 @@ def build_definitions(settings: Settings) -> Definitions:
     daily_assets = build_pipeline_assets(partitions, settings.theme_window_days, sources)
     # Sensors request these jobs; the daily job carries every daily asset's checks with it.
     jobs = [
-        define_asset_job(INGEST_JOB, AssetSelection.assets(bronze_documents)),
+        define_asset_job(INGEST_JOB, AssetSelection.assets(ingest_landing_files)),
         define_asset_job(PIPELINE_JOB, AssetSelection.assets(*daily_assets)),
     ]
     if sources:
@@ -48,14 +48,14 @@ def build_definitions(settings: Settings) -> Definitions:
     jobs.append(build_maintenance_job(settings.maintenance_retention_hours))
     freshness = build_freshness_checks(settings.freshness_deadline_hour)
     return Definitions(
-        assets=[bronze_documents, *sources, *daily_assets],
+        assets=[ingest_landing_files, *sources, *daily_assets],
         asset_checks=[*build_checks(partitions, bool(settings.profiling)), *freshness],
         jobs=jobs,
         # One process per run, not per step: the steps of a day form a chain, and a process per
         # step would load the embedding model once for every step (and check) that needs it.
         executor=in_process_executor,
         sensors=[
-            *build_sensors(settings, freshness),
+            *build_sensors(settings, partitions.start.date(), freshness),
             build_alert_sensor(settings.sensor_interval_seconds),
         ],
         schedules=[build_maintenance_schedule(settings.maintenance_cron)],

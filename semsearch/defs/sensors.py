@@ -11,8 +11,9 @@ rejection handling:
    removed name the day-partitions that changed (a changed file's old days included), and it
    requests one `daily_pipeline` run per day, keyed by version and day.
 
-`freshness_sensor` is Dagster's sensor for its freshness check (`checks.build_freshness_checks`):
-it evaluates the check once a deadline passes, so a day that never arrives is seen.
+`freshness_checks_sensor` is Dagster's sensor for its freshness check
+(`checks.build_freshness_checks`): it evaluates the check once a deadline passes, so a day that
+never arrives is seen.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 from dagster import (
@@ -148,10 +149,6 @@ def build_landing_sensor(interval: int, settle_seconds: int) -> SensorDefinition
 # Bronze: the days that changed.
 
 
-def _last_partition_day() -> date:
-    return datetime.now(UTC).date() + timedelta(days=1)  # end_offset=1: today's partition
-
-
 CONTENT = ["doc_id", "title", "text", "created_at", "metadata"]
 
 
@@ -166,15 +163,12 @@ def day_is_current(tables: DeltaTables, day: date) -> bool:
     return expected.equals(current)
 
 
-def changed_bronze_days(
-    tables: DeltaTables, since: int | None, until: int, first: date
-) -> list[date]:
+def changed_bronze_days(tables: DeltaTables, since: int | None, until: int) -> list[date]:
     """Days whose bronze files changed between the versions, or that share a document with
     such a day (it may have moved between them), and whose documents differ."""
     days = file_changes(tables.uri(BRONZE_TABLE), since, until).days
     days |= days_sharing_documents(tables, days, since)
-    in_range = [d for d in sorted(days) if first <= d <= _last_partition_day()]
-    return [d for d in in_range if not day_is_current(tables, d)]
+    return [d for d in sorted(days) if not day_is_current(tables, d)]
 
 
 def build_bronze_sensor(interval: int, first_day: date) -> SensorDefinition:
@@ -192,7 +186,18 @@ def build_bronze_sensor(interval: int, first_day: date) -> SensorDefinition:
         until = table_version(uri)
         if until is None or until == since:
             return SensorResult(skip_reason="bronze unchanged")
-        days = changed_bronze_days(storage.tables(), since, until, first_day)
+        days = changed_bronze_days(storage.tables(), since, until)
+        early = [d for d in days if d < first_day]
+        if early:
+            # Their partitions do not exist in the definitions loaded: keep the cursor, so the
+            # days are requested once a reload extends the partitions (run keys stop repeats).
+            context.log.warning(
+                "bronze holds %d days before the first partition %s (first %s): reload the "
+                "code location (Deployment → Reload) to extend the partitions to them",
+                len(early),
+                first_day,
+                early[0],
+            )
         requests = [
             RunRequest(
                 run_key=f"bronze-v{until}-{d.isoformat()}",
@@ -200,8 +205,9 @@ def build_bronze_sensor(interval: int, first_day: date) -> SensorDefinition:
                 tags=DAILY_QUEUE_TAG,
             )
             for d in days  # in day order: the queue starts them in this order
+            if d >= first_day
         ]
-        return SensorResult(run_requests=requests, cursor=str(until))
+        return SensorResult(run_requests=requests, cursor=context.cursor if early else str(until))
 
     return bronze_sensor
 
@@ -254,15 +260,18 @@ def build_freshness_sensor(
         return build_sensor_for_freshness_checks(
             freshness_checks=freshness_checks,
             minimum_interval_seconds=interval,
-            name="freshness_sensor",
+            # Not the name of the sensor it replaces, whose cursor Dagster keeps and this one
+            # could not read.
+            name="freshness_checks_sensor",
             default_status=DefaultSensorStatus.RUNNING,
         )
 
 
 def build_sensors(
-    settings: Settings, freshness_checks: list[AssetChecksDefinition]
+    settings: Settings, first_day: date, freshness_checks: list[AssetChecksDefinition]
 ) -> list[SensorDefinition]:
-    interval, first_day = settings.sensor_interval_seconds, settings.start_date
+    """The sensors; `first_day` is the first daily partition of the definitions."""
+    interval = settings.sensor_interval_seconds
     sensors = [
         build_landing_sensor(interval, settings.landing_settle_seconds),
         build_bronze_sensor(interval, first_day),
