@@ -364,6 +364,19 @@ COMMANDS = {
 }
 
 
+class _StderrNow(logging.StreamHandler):
+    """Logs to whatever sys.stderr is when a record is written: the progress bar swaps it for
+    one that prints above the bar, so a warning does not break the bar's line."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     # `kill`, systemd and CI time-outs send SIGTERM: stop as Ctrl-C does, through Dagster's own
     # interrupt handling, so the run in flight is marked as ended rather than left running.
@@ -376,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[_StderrNow()],
     )
     try:
         settings = Settings.from_env()

@@ -20,6 +20,7 @@ import polars as pl
 from dagster import (
     AssetCheckKey,
     AssetKey,
+    AssetSelection,
     DagsterInstance,
     Definitions,
     build_sensor_context,
@@ -124,9 +125,9 @@ def run_checks_only(
     checks = {
         k for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key.path == [asset]
     }
-    subset = job.get_subset(
-        asset_selection={AssetKey(a) for a in downstream}, asset_check_selection=checks
-    )
+    graph = job.asset_layer.asset_graph
+    selected = AssetSelection.assets(*downstream).required_multi_asset_neighbors().resolve(graph)
+    subset = job.get_subset(asset_selection=selected, asset_check_selection=checks)
     return subset.execute_in_process(
         partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
     )

@@ -79,10 +79,10 @@ WARNING_ONLY = {
     "raw_documents/partition_not_empty", "embeddings/no_dead_letters",
     "embeddings/normalised_vectors", "vector_index/ann_recall", FRESHNESS,
     "themes/noise_share", "themes/theme_count", "themes/stability",
-    "landed_files/files_read", "rejected_records/rejected_share",
+    "landed_files/files_read",
 }  # fmt: skip
 # Checks of a table as a whole, not of a day: freshness (the latest day) and the ingest's.
-UNPARTITIONED = {FRESHNESS, "landed_files/files_read", "rejected_records/rejected_share"}
+UNPARTITIONED = {FRESHNESS, "landed_files/files_read"}
 
 
 def check_nodes(settings) -> dict[str, object]:
@@ -326,6 +326,8 @@ def test_a_day_without_documents_materializes_every_asset_empty_and_warns(corrup
         "raw_documents",
         "chunks",
         "embeddings",
+        "embedding_dead_letter",
+        "embedding_cache",
         "vector_index",
         "themes",
     }

@@ -48,7 +48,7 @@ def project(tmp_path_factory) -> Path:
     for name in ("workspace.yaml", "dagster.yaml"):
         (root / name).write_text((PROJECT / name).read_text())
     (root / ".venv").symlink_to(sys.prefix)
-    records = dated_to_end_at(sample_records(DAYS[:2], per_day=4), datetime.now(UTC))
+    records = dated_to_end_at(sample_records(DAYS[:1], per_day=6), datetime.now(UTC))
     write_jsonl(root / ".semsearch" / "landing" / "sample.jsonl", records)
     return root
 
@@ -58,7 +58,7 @@ def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
         **os.environ,
         "PYTHONPATH": str(PROJECT),  # this checkout's code, whatever .venv has installed
         "HF_HUB_OFFLINE": "1",
-        "SEMSEARCH_THEME_MIN_CLUSTER_SIZE": "3",  # eight messages make no theme of 15
+        "SEMSEARCH_THEME_MIN_CLUSTER_SIZE": "3",  # six messages make no theme of 15
     }
     env = {k: v for k, v in env.items() if not k.startswith(("SEMSEARCH_HOME", "DAGSTER_HOME"))}
     return subprocess.run(

@@ -238,3 +238,19 @@ def test_dropped_files_flow_through_sensors_to_checked_tables_and_alerts(tmp_pat
     assert "check:raw_documents/rejected_share:2026-11-05" in sent["key"].to_list()
     assert "run:daily_pipeline:2026-11-05" in sent["key"].to_list()
     assert alerts.cursor
+
+
+def test_days_older_than_the_loaded_partitions_wait_for_a_reload_then_run(tmp_path):
+    """Partitions start at the first day of data when definitions load; data older than that
+    is not dropped: the bronze sensor keeps its cursor, says to reload, and asks for the days
+    once the reloaded definitions reach them."""
+    settings = ops_settings(tmp_path, partitions_start="")
+    before_data = build_definitions(settings)  # no data yet: the partitions start today
+    write_jsonl(settings.landing_path / "a.jsonl", sample_records(DAYS[:2], 3))
+    with temp_instance(tmp_path) as instance:
+        ingest = before_data.resolve_job_def(INGEST_JOB)
+        ingest.execute_in_process(instance=instance, run_config=QUIET)
+        waiting = tick(before_data, instance, "bronze_sensor")
+        assert requests(waiting) == [] and waiting.cursor is None
+        reloaded = build_definitions(settings)
+        assert days_of(tick(reloaded, instance, "bronze_sensor")) == ["2026-11-03", "2026-11-04"]

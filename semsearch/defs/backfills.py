@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions
 
 from semsearch.defs.dagster_internals import (
     PartitionBackfill,
@@ -43,9 +43,15 @@ def submit_backfill(
     assets: Sequence[AssetKey] | None = None,
 ) -> str:
     """Record an asset backfill of `days` for the daemon to run; returns its id."""
-    keys = list(assets or daily_asset_keys(defs))
+    graph = defs.resolve_asset_graph()
+    # A step writing several tables runs whole: asking for one of them brings the others.
+    keys = sorted(
+        AssetSelection.assets(*(assets or daily_asset_keys(defs)))
+        .required_multi_asset_neighbors()
+        .resolve(graph)
+    )
     partitions = [d.isoformat() for d in days]
-    daily = defs.resolve_asset_graph().get(keys[0]).partitions_def
+    daily = graph.get(keys[0]).partitions_def
     outside = [p for p in partitions if not daily.has_partition_key(p)]
     if outside:  # Dagster itself would fail on them with an internal error
         first, last = daily.get_first_partition_key(), daily.get_last_partition_key()
@@ -56,7 +62,7 @@ def submit_backfill(
         )
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
-        asset_graph=defs.resolve_asset_graph(),
+        asset_graph=graph,
         partition_names=partitions,
         asset_selection=keys,
         backfill_timestamp=get_current_timestamp(),

@@ -44,6 +44,8 @@ from semsearch.storage.schemas import (
 
 # Bump when the stage writes something else for the same input, so the UI marks it stale.
 CODE_VERSION = "1"
+# The tables the step writes, each an asset: materialized together, never one alone.
+OUTPUT_TABLES = (EMBEDDINGS_TABLE, DEAD_LETTER_TABLE, CACHE_TABLE)
 
 
 def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
