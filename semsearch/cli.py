@@ -96,6 +96,7 @@ def cmd_themes(args: argparse.Namespace, settings: Settings) -> int:
                 f"{days[0]} .. {days[-1]}",
                 file=sys.stderr,
             )
+            return 2
         return 1
     first, last = found[0].window
     print(f"themes of the window {first} .. {last}:")

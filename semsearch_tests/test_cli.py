@@ -71,7 +71,7 @@ def test_a_malformed_argument_is_one_line_naming_option_value_and_format(
 
 
 def test_a_day_without_themes_says_which_days_have_them(home, capsys):
-    assert main(["themes", "--day", "2026-10-01"]) == 1
+    assert main(["themes", "--day", "2026-10-01"]) == 2
     line = one_line(capsys.readouterr().err)
     assert "--day 2026-10-01" in line
     assert f"themes exist for {DAYS[0]} .. {DAYS[-1]}" in line

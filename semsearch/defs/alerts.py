@@ -2,10 +2,10 @@
 
 Dagster OSS records check results but sends nothing. Each tick this sensor reads the runs that
 finished since its cursor, with the check evaluations they made (the freshness check runs in
-runs too), turns them into signals, and keeps only transitions against the `alerts` table: a
-new failure fires once, a repeat stays quiet, a pass after a failure resolves it. Each
-transition goes to the log, to the `alerts` table and, when SEMSEARCH_ALERT_WEBHOOK_URL is set,
-to that Slack-compatible webhook.
+runs too), turns them into signals, keeps the latest of each key (what is true now), and keeps
+only transitions against the `alerts` table: a new failure fires once, a repeat stays quiet, a
+pass after a failure resolves it. Each transition goes to the log, to the `alerts` table and,
+when SEMSEARCH_ALERT_WEBHOOK_URL is set, to that Slack-compatible webhook.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from semsearch.core.alerts import (
     Signal,
     Transition,
     check_key,
+    latest_per_key,
     run_key,
     slack_payload,
     transitions,
@@ -219,7 +220,7 @@ def evaluate_alerts(
     logger = logger or log
     signals, cursor = _finished_runs(instance, AlertCursor.parse(raw_cursor))
     tables = storage.tables()
-    changes = transitions(signals, alerts_store.firing_keys(tables))
+    changes = transitions(latest_per_key(signals), alerts_store.firing_keys(tables))
     sent = []
     for change in changes:
         delivery = alerts.deliver(change)

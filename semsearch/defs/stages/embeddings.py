@@ -71,6 +71,7 @@ def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
             AssetSpec(
                 DEAD_LETTER_TABLE,
                 code_version=CODE_VERSION,
+                deps=[CHUNKS_TABLE],
                 kinds={"deltalake"},
                 description="The day's chunks that could not be embedded, with the error, the "
                 "attempts and when they were first and last seen. Re-materializing the day "
@@ -79,6 +80,7 @@ def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
             AssetSpec(
                 CACHE_TABLE,
                 code_version=CODE_VERSION,
+                deps=[CHUNKS_TABLE],
                 kinds={"deltalake"},
                 description="Vectors by hash of model, dimensions and exact text, shared by "
                 "every day (one table, not partitioned). A day's partition is its run's use of "
