@@ -41,9 +41,11 @@ from dagster import DagsterInstance, materialize
 
 from semsearch.config import Settings
 from semsearch.core.embedding import LocalBackend
+from semsearch.defs.checks import QualityResource
 from semsearch.defs.definitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
-from semsearch.defs.stages import bronze_documents, build_pipeline_assets
+from semsearch.defs.stages import build_pipeline_assets, ingest_landing_files
+from semsearch.defs.stages.embeddings import OUTPUT_TABLES
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import CHUNKS
 
@@ -96,6 +98,7 @@ def prepare(home: Path, texts: list[str]) -> tuple[Settings, dict, list]:
         "storage": StorageResource.from_settings(settings),
         "pipeline": PipelineResource.from_settings(settings),
         "embedder": EmbeddingResource.from_settings(settings),
+        "quality": QualityResource.from_settings(settings),
     }
     daily = build_pipeline_assets(daily_partitions(settings), settings.theme_window_days)
     return settings, resources, daily
@@ -142,18 +145,18 @@ def one_round(texts: list[str], backend: LocalBackend, batch_size: int) -> dict:
         DagsterInstance.ephemeral(tempdir=f"{tmp}/dg") as inst,
     ):
         settings, resources, daily = prepare(Path(tmp) / "home", texts)
-        materialize([bronze_documents], run_config=QUIET, resources=resources, instance=inst)
+        materialize([ingest_landing_files], run_config=QUIET, resources=resources, instance=inst)
         materialize_day(daily, ["raw_documents", "chunks"], resources, inst)
         chunks = DeltaTables(settings.tables_path).read_partition("chunks", DAY, CHUNKS)
         chunk_texts = chunks.sort("chunk_id")["text"].to_list()
         raw_before = raw_loop(backend._model, chunk_texts, batch_size)
         one_before = raw_loop(backend._model, chunk_texts, batch_size, one_call=True)
         with CallCounter(backend._model) as first_calls:
-            first = materialize_day(daily, ["embeddings"], resources, inst)
+            first = materialize_day(daily, list(OUTPUT_TABLES), resources, inst)
         one_after = raw_loop(backend._model, chunk_texts, batch_size, one_call=True)
         raw_after = raw_loop(backend._model, chunk_texts, batch_size)
         with CallCounter(backend._model) as rerun_calls:
-            rerun = materialize_day(daily, ["embeddings"], resources, inst)
+            rerun = materialize_day(daily, list(OUTPUT_TABLES), resources, inst)
     n = len(chunk_texts)
     return {
         "chunks": n,

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
 import textwrap
-from importlib import resources
-from pathlib import Path
+from datetime import UTC, date, datetime
 
 from semsearch.config import Settings
-from semsearch.errors import PoolBusyError
+from semsearch.errors import ConfigurationError, PoolBusyError
 
-SAMPLE = "banking77_sample.jsonl"
+# A command killed by a closed pipe (`semsearch themes | head`) exits as if by SIGPIPE.
+BROKEN_PIPE_EXIT = 128 + signal.SIGPIPE
 DEMO_QUERIES = (
     "my card still has not arrived",
     "I was charged twice for the same purchase",
@@ -66,12 +65,38 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def iso_day(value: str) -> date:
+    """An argparse type: a day as YYYY-MM-DD, or a one-line error saying so."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a day: use YYYY-MM-DD, e.g. {datetime.now(UTC).date()}"
+        ) from None
+
+
 def cmd_themes(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.query import themes
+    from semsearch.storage.delta import DeltaTables
+    from semsearch.storage.history import partition_days
+    from semsearch.storage.schemas import THEMES_TABLE
 
     found = themes(args.day, settings=settings)
     if not found:
-        print("no themes yet: materialize the `themes` asset (semsearch run)")
+        days = partition_days(DeltaTables(settings.tables_path), THEMES_TABLE)
+        if not days:
+            print(
+                f"semsearch: no themes yet in {settings.home}: run `semsearch demo` or "
+                "`semsearch run`",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"semsearch: error: --day {args.day}: no themes for that day; themes exist for "
+                f"{days[0]} .. {days[-1]}",
+                file=sys.stderr,
+            )
+            return 2
         return 1
     first, last = found[0].window
     documents = sum(t.size for t in found)
@@ -97,51 +122,98 @@ def _summarise(run) -> None:
     if any(dead.values()):
         days = ", ".join(f"{day}: {n}" for day, n in sorted(dead.items()) if n)
         print(f"dead letters (chunks without a vector, in embedding_dead_letter): {days}")
+    _summarise_warnings(run)
 
 
-def _report_failed_days(run) -> int:
-    """Every failed or blocked day together, with what stopped it; the exit code."""
+def _summarise_warnings(run) -> None:
+    """WARN checks that failed, once per check: on how many days, and the latest message. A
+    check of the asset as a whole (freshness) only if its latest evaluation failed."""
+    outcomes = [run.ingest, *run.days] if run.ingest else run.days
+    by_check: dict[str, list] = {}
+    for outcome in outcomes:
+        for check in outcome.warnings:
+            by_check.setdefault(check.name, []).append((outcome, check))
+    for name, seen in sorted(by_check.items()):
+        outcome, check = seen[-1]
+        if check.partitioned:
+            print(
+                f"warning: {name} on {len(seen)} day(s), latest {outcome.day}: {check.description}"
+            )
+        elif not any(name in later.evaluated for later in outcomes[outcomes.index(outcome) + 1 :]):
+            print(f"warning: {name}: {check.description}")
+
+
+def _report_failed_days(run, settings: Settings) -> int:
+    """Every failed or blocked day together, with what stopped it and how to release it; the
+    exit code."""
     if not run.failed_days:
         return 0
-    print(f"\n{len(run.failed_days)} of {len(run.days)} days did not complete:", file=sys.stderr)
+    from semsearch.defs.checks import release_hint
+
+    err = sys.stderr
+    print(f"\n{len(run.failed_days)} of {len(run.days)} days did not complete:", file=err)
     for outcome in run.failed_days:
-        causes = [f"blocked by {name}: {why}" for name, why in outcome.failed_checks]
-        causes += outcome.errors if not causes else []
-        print(f"  {outcome.day} (run {outcome.run_id}):", file=sys.stderr)
-        for cause in causes or ["failed (see the run in the Dagster UI)"]:
-            print(f"    {cause}", file=sys.stderr)
+        print(f"  {outcome.day} (run {outcome.run_id}):", file=err)
+        for check in outcome.blocked_by:
+            print(f"    blocked by {check.name}: {check.description}", file=err)
+            files = check.metadata.get("by_file")
+            if files:
+                listed = ", ".join(f"{path} ({n} rejected)" for path, n in files.items())
+                print(
+                    f"      rejected records of {listed} are in the rejected_records table: "
+                    f"{settings.tables_path / 'rejected_records'} (columns source_file, "
+                    "source_row, reason)",
+                    file=err,
+                )
+            print(f"      to release the day: {release_hint(check.name, settings)}", file=err)
+        if not outcome.blocked_by:
+            for error in outcome.errors or ["failed (see the run in the Dagster UI)"]:
+                print(f"    {error}", file=err)
+    first, last = run.failed_days[0].day, run.failed_days[-1].day
     print(
-        "The other days ran. A blocked day stays out of the index until its data is fixed or "
-        "the check's SEMSEARCH_CHECK_* threshold is changed; rejected records are in the "
-        "rejected_records table. Then run `semsearch backfill --from DAY --to DAY --in-process`.",
-        file=sys.stderr,
+        "The other days ran. Once released, run the days again: "
+        f"`semsearch backfill --from {first} --to {last} --in-process`.",
+        file=err,
     )
     return 1
+
+
+def _progress():
+    from semsearch.progress import for_stream
+
+    return for_stream()
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.runner import open_instance, run_pipeline
 
     instance = open_instance(settings)
-    run = run_pipeline(settings, instance)
+    with _progress() as progress:
+        run = run_pipeline(settings, instance, every_day=args.all, progress=progress)
+    if run.plan.empty:
+        return 0
     _summarise(run)
-    return _report_failed_days(run)
+    return _report_failed_days(run, settings)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.data import land_sample
     from semsearch.query import search, themes
     from semsearch.runner import open_instance, run_pipeline
 
-    landing = settings.landing_path
-    landing.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(resources.files("semsearch.data") / SAMPLE) as sample:
-        shutil.copyfile(sample, landing / SAMPLE)
-    print(f"sample corpus (Banking77, CC BY 4.0) copied to {landing / SAMPLE}")
+    landed = land_sample(settings.landing_path, datetime.now(UTC))
+    state = "copied to" if landed.new else "already in"
+    print(
+        f"sample corpus (Banking77, CC BY 4.0) {state} {landed.path}: {landed.records} "
+        f"messages dated {landed.first} .. {landed.last}"
+    )
     instance = open_instance(settings)
     print(f"materializing through Dagster (DAGSTER_HOME={os.environ['DAGSTER_HOME']}) …")
-    run = run_pipeline(settings, instance)
-    _summarise(run)
-    if _report_failed_days(run):
+    with _progress() as progress:
+        run = run_pipeline(settings, instance, progress=progress)
+    if not run.plan.empty:
+        _summarise(run)
+    if _report_failed_days(run, settings):
         return 1
     for query in DEMO_QUERIES:
         print(f"\nsearch: “{query}”")
@@ -151,38 +223,34 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         first, last = found[0].window
         print(f"\nthemes of the window {first} .. {last} ({len(found) - 1} themes + outliers):")
         _print_themes(found, limit=15)
-    print(
-        "\nOpen the Dagster UI on the same data:\n"
-        f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml\n"
-        "or simply: .venv/bin/semsearch ui"
-    )
+    print("\nOpen the Dagster UI on the same data: .venv/bin/semsearch ui")
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import UTC, date, datetime
-
     from semsearch.defs.backfills import days_between, submit_backfill
     from semsearch.defs.definitions import build_definitions
+    from semsearch.defs.partitions import first_partition_day, today
     from semsearch.runner import open_instance, run_days
 
-    try:
-        first, last = date.fromisoformat(args.first), date.fromisoformat(args.last)
-    except ValueError as exc:
-        raise ValueError(f"backfill dates: {exc} (use YYYY-MM-DD)") from None
-    today = datetime.now(UTC).date()  # the last daily partition
-    if first < settings.start_date or last > today:
-        raise ValueError(
-            f"backfill --from {first} --to {last}: partitions run from {settings.start_date} "
-            f"(SEMSEARCH_PARTITIONS_START) to {today} (today, UTC)"
+    first, last = args.first, args.last
+    days = days_between(first, last)  # refuses a reversed range
+    start, end = first_partition_day(settings), today()
+    if first < start or last > end:
+        origin = (
+            "SEMSEARCH_PARTITIONS_START" if settings.partitions_start else "the first day of data"
         )
-    days = days_between(first, last)
+        raise ValueError(
+            f"backfill --from {first} --to {last}: partitions run from {start} ({origin}) to "
+            f"{end} (today, UTC)"
+        )
     instance, defs = open_instance(settings), build_definitions(settings)
     if args.in_process:
-        run = run_days(settings, instance, defs, days)
+        with _progress() as progress:
+            run = run_days(settings, instance, defs, days, progress=progress)
         for outcome in run.days:
             print(f"  {outcome.day}  {'ok' if outcome.success else 'FAILED'}")
-        return _report_failed_days(run)
+        return _report_failed_days(run, settings)
     backfill_id = submit_backfill(instance, defs, days)
     print(
         f"backfill {backfill_id} submitted: {len(days)} days ({days[0]} .. {days[-1]}).\n"
@@ -224,20 +292,29 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
-    from semsearch.runner import dagster_home
+    from semsearch.ui import serve
 
-    os.environ["DAGSTER_HOME"] = str(dagster_home(settings))
-    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
     extra = args.dagster_args[1:] if args.dagster_args[:1] == ["--"] else args.dagster_args
-    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", *extra])
+    return serve(settings, extra, verbose=args.verbose)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line naming it (and where help is), not a usage dump."""
+
+    def error(self, message: str) -> None:
+        print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="semsearch", description=__doc__)
+    parser = _Parser(prog="semsearch", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("demo", help="load the sample corpus, run every stage, search and list themes")
-    sub.add_parser("run", help="ingest the landing folder and materialize every day with data")
+    run = sub.add_parser(
+        "run", help="ingest the landing folder and materialize the days whose inputs changed"
+    )
+    run.add_argument("--all", action="store_true", help="materialize every day with data")
     search = sub.add_parser("search", help="semantic search over the index")
     search.add_argument("query")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
@@ -251,12 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="metadata equality filter; repeat for several",
     )
     themes = sub.add_parser("themes", help="list the themes of the latest (or a given) window")
-    themes.add_argument("--day", help="the window's last day, YYYY-MM-DD")
+    themes.add_argument("--day", type=iso_day, help="the window's last day, YYYY-MM-DD")
     backfill = sub.add_parser(
         "backfill", help="re-materialize every daily asset for a range of days"
     )
-    backfill.add_argument("--from", dest="first", required=True, help="first day, YYYY-MM-DD")
-    backfill.add_argument("--to", dest="last", required=True, help="last day, YYYY-MM-DD")
+    backfill.add_argument(
+        "--from", dest="first", type=iso_day, required=True, help="first day, YYYY-MM-DD"
+    )
+    backfill.add_argument(
+        "--to", dest="last", type=iso_day, required=True, help="last day, YYYY-MM-DD"
+    )
     backfill.add_argument(
         "--in-process",
         action="store_true",
@@ -285,6 +366,19 @@ COMMANDS = {
 }
 
 
+class _StderrNow(logging.StreamHandler):
+    """Logs to whatever sys.stderr is when a record is written: the progress bar swaps it for
+    one that prints above the bar, so a warning does not break the bar's line."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     # `kill`, systemd and CI time-outs send SIGTERM: stop as Ctrl-C does, through Dagster's own
     # interrupt handling, so the run in flight is marked as ended rather than left running.
@@ -297,11 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[_StderrNow()],
     )
     try:
         settings = Settings.from_env()
         return COMMANDS[args.command](args, settings)
-    except ValueError as exc:  # bad input: say what is wrong, no traceback
+    except (ValueError, ConfigurationError) as exc:  # bad input: say what is wrong, no traceback
         print(f"semsearch: error: {exc}", file=sys.stderr)
         return 2
     except PoolBusyError as exc:
@@ -310,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("semsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep the interpreter's final
+        # flush of stdout from failing again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
 
 
 if __name__ == "__main__":

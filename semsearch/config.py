@@ -31,7 +31,8 @@ class Settings:
     landing_dir: str = ""  # default: <home>/landing
     tables_dir: str = ""  # default: <home>/tables
     lance_uri: str = ""  # default: <home>/lancedb
-    partitions_start: str = "2026-01-01"
+    # The first daily partition (UTC), ISO date; empty: the first day the landed data holds.
+    partitions_start: str = ""
 
     # Source column mapping; any other column is kept as metadata.
     id_column: str = "id"
@@ -129,7 +130,8 @@ class Settings:
     # Sensors.
     sensor_interval_seconds: int = 30
     landing_settle_seconds: int = 60  # a file unchanged across two ticks or this old is complete
-    freshness_deadline_hour: int = 9  # UTC hour of the next day a day's data must be indexed by
+    # UTC hour by which the latest day (today) must be indexed each day; -1: no freshness check.
+    freshness_deadline_hour: int = 9
     source_table_uri: str = ""  # an upstream Delta table to follow (e.g. tickets); empty: none
     # Storage maintenance: compaction, then deletion of files (and LanceDB versions) that no
     # version younger than the retention needs. Time travel reaches back this far; a reader
@@ -166,10 +168,6 @@ class Settings:
         # Shared by every home of the user: the compiled code does not depend on the data.
         return Path(self.numba_cache_dir or Path.home() / ".cache/semsearch/numba")
 
-    @property
-    def start_date(self) -> date:
-        return date.fromisoformat(self.partitions_start)
-
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -198,11 +196,12 @@ class Settings:
 
     def validate(self) -> None:
         try:
-            date.fromisoformat(self.partitions_start)
+            if self.partitions_start:
+                date.fromisoformat(self.partitions_start)
         except ValueError:
             raise ValueError(
                 f"SEMSEARCH_PARTITIONS_START={self.partitions_start!r} is not an ISO date "
-                "(YYYY-MM-DD)"
+                "(YYYY-MM-DD); leave it empty to start at the first day of the data"
             ) from None
         if self.chunk_overlap_tokens >= self.chunk_size_tokens:
             raise ValueError("SEMSEARCH_CHUNK_OVERLAP_TOKENS must be smaller than the chunk size")
@@ -218,6 +217,11 @@ class Settings:
                     f"SEMSEARCH_MISSING_DATE_POLICY={self.missing_date_policy!r}: use 'reject', "
                     "'file_mtime' or an ISO date"
                 ) from None
+        if not -1 <= self.freshness_deadline_hour <= 23:
+            raise ValueError(
+                f"SEMSEARCH_FRESHNESS_DEADLINE_HOUR={self.freshness_deadline_hour}: use an hour "
+                "0..23, or -1 for no freshness check"
+            )
         if self.maintenance_retention_hours < MIN_RETENTION_HOURS:
             # Runs, checks and searches read a table's snapshot while maintenance may run.
             raise ValueError(

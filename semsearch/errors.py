@@ -3,3 +3,7 @@
 
 class PoolBusyError(RuntimeError):
     """A pool stayed held by another live run for longer than the wait allows."""
+
+
+class ConfigurationError(RuntimeError):
+    """A setting the pipeline cannot work with, or an endpoint refusing it (a key, a model)."""

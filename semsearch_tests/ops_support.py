@@ -8,6 +8,7 @@ temporary DAGSTER_HOME.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 from dagster import (
     AssetCheckKey,
     AssetKey,
+    AssetSelection,
     DagsterInstance,
     Definitions,
     build_sensor_context,
@@ -28,6 +30,7 @@ from semsearch.config import Settings
 from semsearch.defs.definitions import PIPELINE_JOB, console_run_config
 from semsearch.testing.snapshot import snapshot  # noqa: F401 (re-exported for the tests)
 
+PROJECT = Path(__file__).parents[1]
 DAYS = [date(2026, 11, 3), date(2026, 11, 4), date(2026, 11, 5)]
 PER_DAY = 14
 
@@ -74,6 +77,21 @@ def temp_instance(root: Path, **kwargs: object) -> Iterator[DagsterInstance]:
 QUIET = console_run_config()
 
 
+def cli_env(settings: Settings, dagster_home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `python -m semsearch.cli` subprocess on `settings`, with this
+    checkout's code."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT),
+        "HF_HUB_OFFLINE": "1",
+        "DAGSTER_HOME": str(dagster_home),
+        "SEMSEARCH_HOME": settings.home,
+        "SEMSEARCH_PARTITIONS_START": settings.partitions_start,
+        "SEMSEARCH_THEME_MIN_CLUSTER_SIZE": str(settings.theme_min_cluster_size),
+        **extra,
+    }
+
+
 def run_day(defs: Definitions, instance: DagsterInstance, day: date, **kwargs):
     job = defs.resolve_job_def(PIPELINE_JOB)
     return job.execute_in_process(
@@ -93,9 +111,9 @@ def run_checks_only(
     checks = {
         k for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key.path == [asset]
     }
-    subset = job.get_subset(
-        asset_selection={AssetKey(a) for a in downstream}, asset_check_selection=checks
-    )
+    graph = job.asset_layer.asset_graph
+    selected = AssetSelection.assets(*downstream).required_multi_asset_neighbors().resolve(graph)
+    subset = job.get_subset(asset_selection=selected, asset_check_selection=checks)
     return subset.execute_in_process(
         partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
     )
@@ -121,6 +139,19 @@ def evaluations(result) -> dict[str, object]:
 def check_key(name: str) -> AssetCheckKey:
     asset, check = name.split("/")
     return AssetCheckKey(AssetKey(asset), check)
+
+
+def partition_statuses(instance, defs, key: AssetCheckKey) -> dict[str, set[str]]:
+    """Per status (SUCCEEDED, FAILED, SKIPPED...), the partitions the UI shows for a check:
+    what its partition status cache holds."""
+    partitions = defs.resolve_asset_graph().get(key).partitions_def
+    state = instance.event_log_storage.get_asset_check_state([(key, partitions)])[key]
+    found = {}
+    for status, subset in state.subsets.items():
+        days = set() if isinstance(subset.value, bool) else set(subset.value.get_partition_keys())
+        if days:
+            found[status.value] = days
+    return found
 
 
 def materialized(result) -> set[str]:

@@ -10,7 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from semsearch.core.alerts import FIRING, RESOLVED, Signal, slack_payload, transitions
+from semsearch.core.alerts import (
+    FIRING,
+    RESOLVED,
+    Signal,
+    latest_per_key,
+    slack_payload,
+    transitions,
+)
 from semsearch.defs.alerts import WEBHOOK_ENV
 from semsearch.defs.definitions import INGEST_JOB, build_definitions
 from semsearch.storage.alerts_store import read_alerts
@@ -148,6 +155,23 @@ def test_transitions_fire_on_new_failures_and_resolve_on_recovery_only():
     ]
     found = [(t.key, t.status) for t in transitions(signals, firing={"c"})]
     assert found == [("a", FIRING), ("a", RESOLVED), ("a", FIRING)]
+
+
+def test_only_the_latest_state_of_each_key_in_a_tick_counts():
+    """Freshness evaluated by every day of a multi-day run fails until the last day is indexed:
+    a failure recovered within the same tick fires nothing."""
+    signals = [
+        _signal("freshness", True, 0),
+        _signal("freshness", True, 1),
+        _signal("freshness", False, 2),
+        _signal("other", True, 3),
+    ]
+    found = [(t.key, t.status) for t in transitions(latest_per_key(signals), firing=set())]
+    assert found == [("other", FIRING)]
+    assert [(t.key, t.status) for t in transitions(signals, firing=set())][:2] == [
+        ("freshness", FIRING),
+        ("freshness", RESOLVED),
+    ]  # what the unfiltered signals would have sent
 
 
 def test_slack_payload_has_text_and_blocks():

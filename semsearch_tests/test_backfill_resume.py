@@ -173,6 +173,8 @@ def test_cli_backfill_submits_an_asset_backfill_of_every_daily_asset(tmp_path, m
         "raw_documents",
         "chunks",
         "embeddings",
+        "embedding_dead_letter",
+        "embedding_cache",
         "vector_index",
         "themes",
         "theme_assignments",

@@ -21,10 +21,12 @@ from semsearch.config import ENV_PREFIX, Settings
 from semsearch.core.embedding import embed_with_cache
 from semsearch.core.ids import embedding_cache_key
 from semsearch.core.openai import EmbeddingConfigError, OpenAIBackend
+from semsearch.defs.checks import QualityResource
 from semsearch.defs.definitions import daily_partitions
 from semsearch.defs.labels import ThemeLabelResource
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
-from semsearch.defs.stages import bronze_documents, build_pipeline_assets
+from semsearch.defs.stages import build_pipeline_assets, ingest_landing_files
+from semsearch.defs.stages.embeddings import OUTPUT_TABLES
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.embedding_store import (
     DeltaVectorCache,
@@ -46,7 +48,7 @@ DIM = 8
 PRICE = 0.02  # USD per 1M tokens
 DAY1, DAY2 = date(2026, 3, 2), date(2026, 3, 3)
 OK_BODIES = {"ok", "missing_item", "extra_item", "duplicate_index", "wrong_dimension", "nan"}
-STAGES = ["raw_documents", "chunks", "embeddings"]
+STAGES = ["raw_documents", "chunks", *OUTPUT_TABLES]
 
 
 @pytest.fixture
@@ -90,8 +92,9 @@ def run_day(settings: Settings, instance: DagsterInstance, day: date, raise_on_e
         "pipeline": PipelineResource.from_settings(settings),
         "embedder": EmbeddingResource.from_settings(settings),
         "theme_labels": ThemeLabelResource.from_settings(settings),  # the themes asset's
+        "quality": QualityResource.from_settings(settings),
     }
-    materialize([bronze_documents], resources=resources, instance=instance)
+    materialize([ingest_landing_files], resources=resources, instance=instance)
     daily = build_pipeline_assets(daily_partitions(settings), settings.theme_window_days)
     return materialize(
         daily,
@@ -104,7 +107,11 @@ def run_day(settings: Settings, instance: DagsterInstance, day: date, raise_on_e
 
 
 def metadata(result) -> dict:
-    (event,) = result.asset_materializations_for_node("embeddings")
+    (event,) = [
+        e
+        for e in result.asset_materializations_for_node("embeddings")
+        if e.asset_key.to_user_string() == "embeddings"
+    ]
     return {k: getattr(v, "value", v) for k, v in event.metadata.items()}
 
 

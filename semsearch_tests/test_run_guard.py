@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
@@ -22,21 +20,14 @@ from semsearch.defs.run_guard import (
 )
 from semsearch.storage.vector_index import VectorIndex
 from semsearch.testing.fake_openai_server import FakeOpenAIServer, Fault
-from semsearch_tests.ops_support import DAYS, ops_settings, sample_records, write_jsonl
-
-PROJECT = Path(__file__).parents[1]
-
-
-def cli_env(settings, dagster_home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(PROJECT),
-        "HF_HUB_OFFLINE": "1",
-        "DAGSTER_HOME": str(dagster_home),
-        "SEMSEARCH_HOME": settings.home,
-        "SEMSEARCH_PARTITIONS_START": settings.partitions_start,
-        "SEMSEARCH_THEME_MIN_CLUSTER_SIZE": str(settings.theme_min_cluster_size),
-    }
+from semsearch_tests.ops_support import (
+    DAYS,
+    PROJECT,
+    cli_env,
+    ops_settings,
+    sample_records,
+    write_jsonl,
+)
 
 
 def semsearch(*args: str, env: dict, **kwargs) -> subprocess.Popen:
@@ -100,7 +91,12 @@ def test_a_blocked_day_is_reported_and_the_later_days_still_run(tmp_path):
     assert process.returncode == 1, output
     assert f"{blocked} (run " in output
     assert "blocked by raw_documents/rejected_share" in output
-    assert "rejected_records" in output and "Traceback" not in output
+    assert "Traceback" not in output
+    # Where the rejected records are, and how to let the day through.
+    assert "bad.jsonl (10 rejected)" in output
+    assert str(settings.tables_path / "rejected_records") in output
+    assert "or change SEMSEARCH_CHECK_MAX_REJECTED_SHARE (now 0.1)" in output
+    assert f"semsearch backfill --from {blocked} --to {blocked} --in-process" in output
     index = VectorIndex(settings.lance_path)
     assert index.count_rows(f"partition_date = date '{blocked}'") == 0
     for day in DAYS[1:]:

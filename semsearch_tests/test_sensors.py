@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
@@ -13,7 +13,6 @@ from dagster import AssetCheckKey, AssetKey, AssetMaterialization, RunRequest
 from deltalake import write_deltalake
 
 from semsearch.defs.definitions import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_definitions
-from semsearch.defs.sensors import evaluate_freshness
 from semsearch.storage.alerts_store import read_alerts
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import DOCUMENTS
@@ -167,40 +166,41 @@ def test_source_table_sensor_keys_on_the_version_and_lands_only_changed_days(tmp
         assert set(stored["source_file"]) == {"delta:tickets"}
 
 
-def test_freshness_reports_a_missing_day_once_and_its_run_resolves_it(tmp_path):
+def test_freshness_fails_until_the_latest_day_is_indexed_and_alerts_once(tmp_path):
+    """Dagster's freshness check, run as its sensor asks: failing while the latest day (today,
+    or yesterday before the deadline hour) has no index partition, passing once it has one."""
     settings = ops_settings(tmp_path)
     defs = build_definitions(settings)
-    freshness = AssetCheckKey(AssetKey("vector_index"), "freshness")
-    job = defs.resolve_job_def(PIPELINE_JOB)
+    key = AssetCheckKey(AssetKey("vector_index"), "freshness_check")
+    checks_only = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection={key}
+    )
     with temp_instance(tmp_path) as instance:
+        request = tick(defs, instance, "freshness_checks_sensor")  # never evaluated yet: run it
+        assert request.asset_check_keys == [key]
         instance.report_runless_asset_event(
-            AssetMaterialization("vector_index", partition="2026-11-03")
+            AssetMaterialization("vector_index", partition="2026-11-03")  # an old day only
         )
-        noon = datetime(2026, 11, 5, 12, tzinfo=UTC)  # 2026-11-04 was due at 09:00
-        found, cursor = evaluate_freshness(instance, None, 9, settings.start_date, noon)
-        assert [(e.partition, e.passed) for e in found] == [("2026-11-04", False)]
-        assert "missing" in found[0].description
-        for evaluation in found:  # what the daemon does with a sensor's asset events
-            instance.report_runless_asset_event(evaluation)
-        again, cursor = evaluate_freshness(instance, cursor, 9, settings.start_date, noon)
-        assert again == []  # said once
+        first = checks_only.execute_in_process(instance=instance, run_config=QUIET)
+        [failing] = first.get_asset_check_evaluations()
+        assert not failing.passed and failing.severity.value == "WARN" and not failing.blocking
+        assert "overdue" in failing.description
         alerts = tick(defs, instance, "alert_sensor").cursor
 
-        # The day arrives: its run evaluates the freshness check again, and it passes.
-        instance.report_runless_asset_event(
-            AssetMaterialization("vector_index", partition="2026-11-04")
-        )
-        job.get_subset(asset_check_selection={freshness}).execute_in_process(
-            partition_key="2026-11-04", instance=instance, run_config=QUIET
-        )
+        today = datetime.now(UTC).date()
+        for day in (today - timedelta(days=1), today):
+            instance.report_runless_asset_event(
+                AssetMaterialization("vector_index", partition=day.isoformat())
+            )
+        [passing] = checks_only.execute_in_process(
+            instance=instance, run_config=QUIET
+        ).get_asset_check_evaluations()
+        assert passing.passed, passing.description
         tick(defs, instance, "alert_sensor", alerts)
-        later = datetime(2026, 11, 6, 10, tzinfo=UTC)
-        found, _ = evaluate_freshness(instance, cursor, 9, settings.start_date, later)
-        assert [(e.partition, e.passed) for e in found] == [("2026-11-05", False)]
     sent = read_alerts(DeltaTables(settings.tables_path))
     assert sent.select("key", "status").rows() == [
-        ("check:vector_index/freshness:2026-11-04", "firing"),
-        ("check:vector_index/freshness:2026-11-04", "resolved"),
+        ("check:vector_index/freshness_check:-", "firing"),
+        ("check:vector_index/freshness_check:-", "resolved"),
     ]
 
 
@@ -238,3 +238,19 @@ def test_dropped_files_flow_through_sensors_to_checked_tables_and_alerts(tmp_pat
     assert "check:raw_documents/rejected_share:2026-11-05" in sent["key"].to_list()
     assert "run:daily_pipeline:2026-11-05" in sent["key"].to_list()
     assert alerts.cursor
+
+
+def test_days_older_than_the_loaded_partitions_wait_for_a_reload_then_run(tmp_path):
+    """Partitions start at the first day of data when definitions load; data older than that
+    is not dropped: the bronze sensor keeps its cursor, says to reload, and asks for the days
+    once the reloaded definitions reach them."""
+    settings = ops_settings(tmp_path, partitions_start="")
+    before_data = build_definitions(settings)  # no data yet: the partitions start today
+    write_jsonl(settings.landing_path / "a.jsonl", sample_records(DAYS[:2], 3))
+    with temp_instance(tmp_path) as instance:
+        ingest = before_data.resolve_job_def(INGEST_JOB)
+        ingest.execute_in_process(instance=instance, run_config=QUIET)
+        waiting = tick(before_data, instance, "bronze_sensor")
+        assert requests(waiting) == [] and waiting.cursor is None
+        reloaded = build_definitions(settings)
+        assert days_of(tick(reloaded, instance, "bronze_sensor")) == ["2026-11-03", "2026-11-04"]

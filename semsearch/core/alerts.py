@@ -56,6 +56,16 @@ class Transition:
         return self.signal.key
 
 
+def latest_per_key(signals: Iterable[Signal]) -> list[Signal]:
+    """The last signal of each key: what is true now. A failure already recovered within the
+    same batch (e.g. freshness evaluated by each day of a multi-day run before the last day
+    was indexed) is no news, and alerting on it would fire and resolve at once."""
+    latest: dict[str, Signal] = {}
+    for signal in sorted(signals, key=lambda s: s.occurred_at):
+        latest[signal.key] = signal
+    return sorted(latest.values(), key=lambda s: s.occurred_at)
+
+
 def transitions(signals: Iterable[Signal], firing: set[str]) -> list[Transition]:
     """New failures and recoveries, in the order they happened; repeats produce nothing."""
     open_keys = set(firing)

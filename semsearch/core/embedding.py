@@ -221,6 +221,10 @@ class VectorCache(Protocol):
 
     def store(self, keys: Sequence[str], vectors: np.ndarray) -> None: ...
 
+    def count_rows(self) -> int:
+        """Vectors the cache holds, every model's (the UI shows it as the cache's row count)."""
+        ...
+
 
 # Texts per backend call in `embed_with_cache`: large enough to keep an API backend's concurrent
 # requests full (4 x 2048 inputs) and the local model's length-sorted batching effective. The

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -194,6 +194,18 @@ def rejected_share(source_files: pl.DataFrame, maximum: float) -> Outcome:
     worst = source_files.sort("rows_rejected", descending=True).head(EXAMPLES)
     by_file = dict(zip(worst["path"].to_list(), worst["rows_rejected"].to_list(), strict=True))
     return Outcome(outcome.passed, outcome.description, outcome.metadata | {"by_file": by_file})
+
+
+def files_read(files: pl.DataFrame) -> Outcome:
+    """Every landing file of an ingest was read: none unparseable, none skipped."""
+    unread = files.filter(pl.col("status") != "loaded").sort("path")
+    examples = [f"{p} ({s}: {e})" for p, s, e in unread.select("path", "status", "error").rows()]
+    return Outcome(
+        unread.is_empty(),
+        f"{unread.height} of {files.height} files not read"
+        + (f": {'; '.join(examples[:EXAMPLES])}" if examples else ""),
+        {"files": files.height, "not_read": unread.height, "examples": examples[:EXAMPLES]},
+    )
 
 
 def covered(parent_ids: Sequence[str], child_ids: Sequence[str], what: str) -> Outcome:
@@ -393,33 +405,6 @@ def _adjusted_rand(before: pl.Series, after: pl.Series) -> float:
     from sklearn.metrics import adjusted_rand_score
 
     return float(adjusted_rand_score(before.to_list(), after.to_list()))
-
-
-def freshness_deadline(day: date, hour: int) -> datetime:
-    """When a day's partition is due: `hour` o'clock UTC on the following day."""
-    return datetime.combine(day + timedelta(days=1), time(hour), tzinfo=UTC)
-
-
-def fresh(
-    day: date, deadline: datetime, materialized_at: datetime | None, now: datetime
-) -> Outcome:
-    """The day's partition exists once its deadline has passed."""
-    metadata: dict[str, Any] = {"partition": day.isoformat(), "deadline": deadline.isoformat()}
-    if materialized_at is not None:
-        late = max(0.0, (materialized_at - deadline).total_seconds())
-        metadata |= {"materialized_at": materialized_at.isoformat(), "late_seconds": round(late)}
-        return Outcome(
-            True, f"{day} materialized at {materialized_at:%Y-%m-%d %H:%M} UTC", metadata
-        )
-    if now < deadline:
-        return Outcome(True, f"{day} not due before {deadline:%Y-%m-%d %H:%M} UTC", metadata)
-    overdue = (now - deadline).total_seconds()
-    metadata["overdue_seconds"] = round(overdue)
-    return Outcome(
-        False,
-        f"{day} missing: due {deadline:%Y-%m-%d %H:%M} UTC, {overdue / 3600:.1f} h ago",
-        metadata,
-    )
 
 
 # Profiling: figures about a day's data, not rules; shown only when switched on.

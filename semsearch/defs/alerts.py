@@ -1,11 +1,11 @@
 """Alerts: a sensor that watches check evaluations and finished runs and posts what changed.
 
 Dagster OSS records check results but sends nothing. Each tick this sensor reads the runs that
-finished since its cursor (their check evaluations included) and the check evaluations reported
-outside runs (the freshness sensor's), turns them into signals, and keeps only transitions
-against the `alerts` table: a new failure fires once, a repeat stays quiet, a pass after a
-failure resolves it. Each transition goes to the log, to the `alerts` table and, when
-SEMSEARCH_ALERT_WEBHOOK_URL is set, to that Slack-compatible webhook.
+finished since its cursor, with the check evaluations they made (the freshness check runs in
+runs too), turns them into signals, keeps the latest of each key (what is true now), and keeps
+only transitions against the `alerts` table: a new failure fires once, a repeat stays quiet, a
+pass after a failure resolves it. Each transition goes to the log, to the `alerts` table and,
+when SEMSEARCH_ALERT_WEBHOOK_URL is set, to that Slack-compatible webhook.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from semsearch.core.alerts import (
     Signal,
     Transition,
     check_key,
+    latest_per_key,
     run_key,
     slack_payload,
     transitions,
@@ -52,8 +53,6 @@ log = logging.getLogger(__name__)
 WEBHOOK_ENV = f"{ENV_PREFIX}ALERT_WEBHOOK_URL"
 BATCH = 200  # records read per source per tick; the rest waits for the next tick
 FACT_CHARS = 120
-# Dagster files events reported outside a run (SensorResult asset_events) under this run id.
-RUNLESS_RUN_ID = ""
 
 
 class AlertsResource(ConfigurableResource):
@@ -101,15 +100,16 @@ class AlertsResource(ConfigurableResource):
 
 @dataclass
 class AlertCursor:
-    """Storage ids of the last run-success and run-failure events read, and the runless cursor."""
+    """Storage ids of the last run-success and run-failure events read."""
 
     success: int = 0
     failure: int = 0
-    runless: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> AlertCursor:
-        return cls(**json.loads(raw)) if raw else cls()
+        stored = json.loads(raw) if raw else {}
+        # Cursors written before check evaluations outside runs stopped being read hold more.
+        return cls(**{k: v for k, v in stored.items() if k in cls.__dataclass_fields__})
 
     def dump(self) -> str:
         return json.dumps(self.__dict__)
@@ -187,7 +187,7 @@ def _finished_runs(
     instance: DagsterInstance, cursor: AlertCursor
 ) -> tuple[list[Signal], AlertCursor]:
     signals: list[Signal] = []
-    updated = AlertCursor(cursor.success, cursor.failure, cursor.runless)
+    updated = AlertCursor(cursor.success, cursor.failure)
     for event_type, attr in (
         (DagsterEventType.RUN_SUCCESS, "success"),
         (DagsterEventType.RUN_FAILURE, "failure"),
@@ -201,19 +201,6 @@ def _finished_runs(
             signals += run_signals(instance, record, event_type == DagsterEventType.RUN_FAILURE)
             setattr(updated, attr, max(getattr(updated, attr), record.storage_id))
     return signals, updated
-
-
-def _runless_checks(instance: DagsterInstance, cursor: AlertCursor) -> list[Signal]:
-    """Check evaluations reported outside any run (the freshness sensor's)."""
-    connection = instance.get_records_for_run(
-        RUNLESS_RUN_ID,
-        cursor=cursor.runless,
-        of_type=DagsterEventType.ASSET_CHECK_EVALUATION,
-        limit=BATCH,
-    )
-    if connection.records:
-        cursor.runless = connection.cursor
-    return [check_signal(d, _timestamp(r), None, None) for r, d in _evaluations(connection.records)]
 
 
 @dataclass
@@ -232,9 +219,8 @@ def evaluate_alerts(
     """One tick: read new events, work out transitions, deliver and record them."""
     logger = logger or log
     signals, cursor = _finished_runs(instance, AlertCursor.parse(raw_cursor))
-    signals += _runless_checks(instance, cursor)
     tables = storage.tables()
-    changes = transitions(signals, alerts_store.firing_keys(tables))
+    changes = transitions(latest_per_key(signals), alerts_store.firing_keys(tables))
     sent = []
     for change in changes:
         delivery = alerts.deliver(change)

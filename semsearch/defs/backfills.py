@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions
 
 from semsearch.defs.dagster_internals import (
     PartitionBackfill,
@@ -62,8 +62,23 @@ def submit_backfill(
     would add every partition downstream of them: through the themes' trailing window and their
     dependency on the day before, a 2-day backfill became themes for every day up to today.
     """
-    keys = list(assets or daily_asset_keys(defs))
+    graph = defs.resolve_asset_graph()
+    # A step writing several tables runs whole: asking for one of them brings the others.
+    keys = sorted(
+        AssetSelection.assets(*(assets or daily_asset_keys(defs)))
+        .required_multi_asset_neighbors()
+        .resolve(graph)
+    )
     partitions = [d.isoformat() for d in days]
+    daily = graph.get(keys[0]).partitions_def
+    outside = [p for p in partitions if not daily.has_partition_key(p)]
+    if outside:  # Dagster itself would fail on them with an internal error
+        first, last = daily.get_first_partition_key(), daily.get_last_partition_key()
+        raise ValueError(
+            f"no daily partition for {outside[0]}"
+            + (f" and {len(outside) - 1} more days" if len(outside) > 1 else "")
+            + f": the partitions run from {first} to {last}"
+        )
     ranges = PartitionsSelector(
         ranges=[
             PartitionRangeSelector(start=a.isoformat(), end=b.isoformat()) for a, b in _runs(days)
@@ -71,7 +86,7 @@ def submit_backfill(
     )
     backfill = PartitionBackfill.from_partitions_by_assets(
         backfill_id=make_new_backfill_id(),
-        asset_graph=defs.resolve_asset_graph(),
+        asset_graph=graph,
         backfill_timestamp=get_current_timestamp(),
         tags={"semsearch/backfill": f"{partitions[0]}..{partitions[-1]}"},
         dynamic_partitions_store=instance,

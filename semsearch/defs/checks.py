@@ -6,9 +6,10 @@ one model load at most) that yields a result per rule. ERROR rules are blocking:
 the assets downstream of the checked one do not run in that run. WARN rules only report.
 """
 
+import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -19,16 +20,16 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
-    AssetRecordsFilter,
     ConfigurableResource,
-    DagsterInstance,
     MetadataValue,
     PartitionsDefinition,
     PreviewWarning,
+    SupersessionWarning,
+    build_time_partition_freshness_checks,
     multi_asset_check,
 )
 
-from semsearch.config import Settings
+from semsearch.config import ENV_PREFIX, Settings
 from semsearch.core import quality as q
 from semsearch.core.chunking import effective_spec
 from semsearch.core.quality import PartitionInputs, Rule, Severity, Thresholds
@@ -54,7 +55,6 @@ from semsearch.storage.schemas import (
 from semsearch.storage.vector_index import AnnParams, VectorIndex, day_filter
 
 INDEX, THEMES_ASSET = "vector_index", THEMES_TABLE
-FRESHNESS = "freshness"
 ANN_QUERIES, ANN_K = 10, 10
 NO_WINDOW = "no documents on this day: no theme window to check"
 
@@ -73,7 +73,6 @@ class QualityResource(ConfigurableResource):
     max_themes: int
     min_theme_stability: float
     profiling: bool
-    freshness_deadline_hour: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "QualityResource":
@@ -88,11 +87,8 @@ class QualityResource(ConfigurableResource):
             max_themes=settings.check_max_themes,
             min_theme_stability=settings.check_min_theme_stability,
             profiling=bool(settings.profiling),
-            freshness_deadline_hour=settings.freshness_deadline_hour,
         )
         resource.thresholds()  # out-of-range settings fail here, when definitions load
-        if not -1 <= settings.freshness_deadline_hour <= 23:
-            raise ValueError("SEMSEARCH_FRESHNESS_DEADLINE_HOUR must be an hour 0..23, or -1")
         return resource
 
     def thresholds(self) -> Thresholds:
@@ -442,15 +438,31 @@ def _metadata(outcome: q.Outcome) -> dict:
     }
 
 
-def _result(asset: str, rule: Rule, outcome: q.Outcome) -> AssetCheckResult:
+def check_result(asset: str, name: str, severity: Severity, outcome: q.Outcome) -> AssetCheckResult:
+    """A check's result from a rule's outcome: what the UI shows for one evaluation."""
     return AssetCheckResult(
         asset_key=AssetKey(asset),
-        check_name=rule.name,
+        check_name=name,
         passed=outcome.passed,
-        severity=AssetCheckSeverity(rule.severity.value),
+        severity=AssetCheckSeverity(severity.value),
         description=outcome.description,
         metadata=_metadata(outcome),
     )
+
+
+def release_hint(check: str, settings: Settings) -> str:
+    """How to let through a day that `check` (asset/name) blocked: the setting its threshold
+    is, named in its rule's description, or else fixing the data."""
+    asset, _, name = check.partition("/")
+    rule = next((r for r in RULES if (r.asset, r.name) == (asset, name)), None)
+    found = re.findall(rf"{ENV_PREFIX}[A-Z_]+", rule.description) if rule else []
+    fix = "fix the records at the source and land the file again"
+    current = [
+        f"{variable} (now {getattr(settings, variable.removeprefix(ENV_PREFIX).lower())})"
+        for variable in dict.fromkeys(found)
+        if hasattr(settings, variable.removeprefix(ENV_PREFIX).lower())
+    ]
+    return f"{fix}, or change {' / '.join(current)}" if current else fix
 
 
 def _spec(rule: Rule, partitions: PartitionsDefinition) -> AssetCheckSpec:
@@ -492,72 +504,45 @@ def _rule_check(
             )
             if not outcome.passed:
                 context.log.warning("%s.%s failed: %s", asset, rule.name, outcome.description)
-            yield _result(asset, rule, outcome)
+            yield check_result(asset, rule.name, rule.severity, outcome)
 
     return _check
 
 
-# Freshness: is the day's data searchable by its deadline? Evaluated by the freshness sensor
-# once the deadline passes (a missing day never runs, so no run could notice it), and again in
-# every daily run after the index is written, which resolves an earlier failure.
+# Freshness is Dagster's own time-partition freshness check, run by its own sensor and after
+# every run that writes the index. It is partition-aware: at each deadline it looks for the
+# latest partition. (Dagster 1.13's newer FreshnessPolicy judges an asset by its latest
+# materialization of *any* partition, so a backfill of an old day would make the index look
+# fresh; hence the check it supersedes, with that supersession warning silenced here.)
 
 
-def freshness_outcome(
-    instance: DagsterInstance, day: date, deadline_hour: int, now: datetime | None = None
-) -> q.Outcome:
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(INDEX), asset_partitions=[day.isoformat()]), limit=1
-    ).records
-    materialized = datetime.fromtimestamp(records[0].timestamp, UTC) if records else None
-    deadline = q.freshness_deadline(day, deadline_hour)
-    return q.fresh(day, deadline, materialized, now or datetime.now(UTC))
-
-
-def freshness_result(outcome: q.Outcome) -> dict:
-    """The fields of an AssetCheckResult / AssetCheckEvaluation for a freshness outcome."""
-    return {
-        "passed": outcome.passed,
-        "severity": AssetCheckSeverity.ERROR,
-        "description": outcome.description,
-        "metadata": _metadata(outcome),
-    }
-
-
-def _freshness_check(partitions: PartitionsDefinition) -> AssetChecksDefinition:
-    spec = AssetCheckSpec(
-        FRESHNESS,
-        asset=INDEX,
-        description="[ERROR] The day's partition is indexed by SEMSEARCH_FRESHNESS_DEADLINE_HOUR "
-        "(UTC) of the next day; evaluated by the freshness sensor and after each daily run.",
-        partitions_def=partitions,
-        metadata={"severity": "ERROR"},
-    )
-
-    @multi_asset_check(name="vector_index_freshness", specs=[spec])
-    def _check(
-        context: AssetCheckExecutionContext, quality: QualityResource
-    ) -> Iterator[AssetCheckResult]:
-        outcome = freshness_outcome(
-            context.instance, _day(context), quality.freshness_deadline_hour
+def build_freshness_checks(deadline_hour: int) -> list[AssetChecksDefinition]:
+    """`vector_index/freshness_check`: at `deadline_hour` UTC each day the latest day-partition
+    (today's: the partitions reach today) is indexed. WARN and non-blocking, like every rule
+    that blocks nothing; -1 switches it off."""
+    if deadline_hour < 0:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SupersessionWarning)
+        return list(
+            build_time_partition_freshness_checks(
+                assets=[INDEX],
+                deadline_cron=f"0 {deadline_hour} * * *",
+                timezone="UTC",
+                severity=AssetCheckSeverity.WARN,
+                blocking=False,
+            )
         )
-        yield AssetCheckResult(
-            asset_key=AssetKey(INDEX), check_name=FRESHNESS, **freshness_result(outcome)
-        )
-
-    return _check
 
 
 def build_checks(
-    partitions: PartitionsDefinition, profiling: bool = False, freshness: bool = True
+    partitions: PartitionsDefinition, profiling: bool = False
 ) -> list[AssetChecksDefinition]:
-    """One check op per asset from `RULES` (plus profiles when switched on) and freshness."""
+    """One check op per asset from `RULES` (plus profiles when switched on)."""
     rules = RULES + (PROFILE_RULES if profiling else ())
     assets = list(dict.fromkeys(rule.asset for rule in rules))
     # Per-partition check specs are a preview API in dagster 1.13; we rely on them so each
     # day's check status and history is its own (and alerts name the day). Silenced here only.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreviewWarning)
-        checks = [_rule_check(a, [r for r in rules if r.asset == a], partitions) for a in assets]
-        if freshness:
-            checks.append(_freshness_check(partitions))
-    return checks
+        return [_rule_check(a, [r for r in rules if r.asset == a], partitions) for a in assets]

@@ -10,14 +10,12 @@ from dagster._core.definitions.selector import (  # a backfill's exact target pe
     PartitionsByAssetSelector,
     PartitionsSelector,
 )
-from dagster._core.event_api import PartitionKeyFilter  # filter check records by partition
 from dagster._core.execution.backfill import PartitionBackfill  # submit an asset backfill
 from dagster._core.utils import make_new_backfill_id
 from dagster._time import get_current_timestamp
 
 __all__ = [
     "PartitionBackfill",
-    "PartitionKeyFilter",
     "PartitionRangeSelector",
     "PartitionsByAssetSelector",
     "PartitionsSelector",

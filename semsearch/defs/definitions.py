@@ -11,14 +11,14 @@ from dagster import (
 
 from semsearch.config import Settings
 from semsearch.defs.alerts import AlertsResource, build_alert_sensor
-from semsearch.defs.checks import QualityResource, build_checks
+from semsearch.defs.checks import QualityResource, build_checks, build_freshness_checks
 from semsearch.defs.labels import ThemeLabelResource
 from semsearch.defs.maintenance import build_maintenance_job, build_maintenance_schedule
 from semsearch.defs.partitions import daily_partitions
 from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
 from semsearch.defs.sensors import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_sensors
 from semsearch.defs.sources import build_source_asset
-from semsearch.defs.stages import bronze_documents, build_pipeline_assets
+from semsearch.defs.stages import build_pipeline_assets, ingest_landing_files
 
 __all__ = [
     "INGEST_JOB",
@@ -41,22 +41,24 @@ def build_definitions(settings: Settings) -> Definitions:
     daily_assets = build_pipeline_assets(partitions, settings.theme_window_days, sources)
     # Sensors request these jobs; the daily job carries every daily asset's checks with it.
     jobs = [
-        define_asset_job(INGEST_JOB, AssetSelection.assets(bronze_documents)),
+        define_asset_job(INGEST_JOB, AssetSelection.assets(ingest_landing_files)),
         define_asset_job(PIPELINE_JOB, AssetSelection.assets(*daily_assets)),
     ]
     if sources:
         jobs.append(define_asset_job(SOURCE_JOB, AssetSelection.assets(*sources)))
     jobs.append(build_maintenance_job(settings.maintenance_retention_hours))
+    freshness = build_freshness_checks(settings.freshness_deadline_hour)
     return Definitions(
-        assets=[bronze_documents, *sources, *daily_assets],
-        asset_checks=build_checks(
-            partitions, bool(settings.profiling), settings.freshness_deadline_hour >= 0
-        ),
+        assets=[ingest_landing_files, *sources, *daily_assets],
+        asset_checks=[*build_checks(partitions, bool(settings.profiling)), *freshness],
         jobs=jobs,
         # One process per run, not per step: the steps of a day form a chain, and a process per
         # step would load the embedding model once for every step (and check) that needs it.
         executor=in_process_executor,
-        sensors=[*build_sensors(settings), build_alert_sensor(settings.sensor_interval_seconds)],
+        sensors=[
+            *build_sensors(settings, partitions.start.date(), freshness),
+            build_alert_sensor(settings.sensor_interval_seconds),
+        ],
         schedules=[build_maintenance_schedule(settings.maintenance_cron)],
         resources={
             "storage": StorageResource.from_settings(settings),

@@ -15,6 +15,9 @@ CELL_CHARS = 80
 ROW_COUNT = "dagster/row_count"  # Dagster's standard keys: the UI shows and plots them
 COLUMN_SCHEMA = "dagster/column_schema"
 BAR_CHARS = 40
+# Metadata of a step failure that is the endpoint refusing the configuration (a key, a model):
+# every later day would fail alike, so a command-line run stops at the first such failure.
+CONFIGURATION_ERROR = "semsearch/configuration_error"
 
 
 def _cell(value: object) -> str:

@@ -98,10 +98,12 @@ class PipelineResource(ConfigurableResource):
         return DatePolicy.parse(self.missing_date_policy)
 
     def record_parser(self) -> RecordParser:
+        # No start set: the partitions begin at the first day of the data, whatever it is.
+        first_day = date.fromisoformat(self.partitions_start) if self.partitions_start else date.min
         return RecordParser(
             self.column_mapping(),
             self.date_policy(),
-            date.fromisoformat(self.partitions_start),
+            first_day,
             max_text_chars=self.max_document_chars,
         )
 

@@ -11,8 +11,9 @@ rejection handling:
    removed name the day-partitions that changed (a changed file's old days included), and it
    requests one `daily_pipeline` run per day, keyed by version and day.
 
-`freshness_sensor` records a failed `freshness` check for a day still not indexed once its
-deadline has passed (a day that never arrives starts no run, so no run could notice it).
+`freshness_checks_sensor` is Dagster's sensor for its freshness check
+(`checks.build_freshness_checks`): it evaluates the check once a deadline passes, so a day that
+never arrives is seen.
 """
 
 from __future__ import annotations
@@ -20,27 +21,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 from dagster import (
-    AssetCheckEvaluation,
-    AssetCheckKey,
-    AssetKey,
-    DagsterInstance,
+    AssetChecksDefinition,
     DefaultSensorStatus,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    SupersessionWarning,
+    build_sensor_for_freshness_checks,
     sensor,
 )
 
 from semsearch.config import Settings
-from semsearch.defs.checks import FRESHNESS, INDEX, QualityResource, freshness_outcome
-from semsearch.defs.checks import freshness_result as freshness_fields
-from semsearch.defs.dagster_internals import PartitionKeyFilter
 from semsearch.defs.resources import StorageResource
 from semsearch.storage.bronze import (
     days_sharing_documents,
@@ -151,10 +149,6 @@ def build_landing_sensor(interval: int, settle_seconds: int) -> SensorDefinition
 # Bronze: the days that changed.
 
 
-def _last_partition_day() -> date:
-    return datetime.now(UTC).date() + timedelta(days=1)  # end_offset=1: today's partition
-
-
 CONTENT = ["doc_id", "title", "text", "created_at", "metadata"]
 
 
@@ -169,15 +163,12 @@ def day_is_current(tables: DeltaTables, day: date) -> bool:
     return expected.equals(current)
 
 
-def changed_bronze_days(
-    tables: DeltaTables, since: int | None, until: int, first: date
-) -> list[date]:
+def changed_bronze_days(tables: DeltaTables, since: int | None, until: int) -> list[date]:
     """Days whose bronze files changed between the versions, or that share a document with
     such a day (it may have moved between them), and whose documents differ."""
     days = file_changes(tables.uri(BRONZE_TABLE), since, until).days
     days |= days_sharing_documents(tables, days, since)
-    in_range = [d for d in sorted(days) if first <= d <= _last_partition_day()]
-    return [d for d in in_range if not day_is_current(tables, d)]
+    return [d for d in sorted(days) if not day_is_current(tables, d)]
 
 
 def build_bronze_sensor(interval: int, first_day: date) -> SensorDefinition:
@@ -195,7 +186,18 @@ def build_bronze_sensor(interval: int, first_day: date) -> SensorDefinition:
         until = table_version(uri)
         if until is None or until == since:
             return SensorResult(skip_reason="bronze unchanged")
-        days = changed_bronze_days(storage.tables(), since, until, first_day)
+        days = changed_bronze_days(storage.tables(), since, until)
+        early = [d for d in days if d < first_day]
+        if early:
+            # Their partitions do not exist in the definitions loaded: keep the cursor, so the
+            # days are requested once a reload extends the partitions (run keys stop repeats).
+            context.log.warning(
+                "bronze holds %d days before the first partition %s (first %s): reload the "
+                "code location (Deployment → Reload) to extend the partitions to them",
+                len(early),
+                first_day,
+                early[0],
+            )
         requests = [
             RunRequest(
                 run_key=f"bronze-v{until}-{d.isoformat()}",
@@ -203,8 +205,9 @@ def build_bronze_sensor(interval: int, first_day: date) -> SensorDefinition:
                 tags=DAILY_QUEUE_TAG,
             )
             for d in days  # in day order: the queue starts them in this order
+            if d >= first_day
         ]
-        return SensorResult(run_requests=requests, cursor=str(until))
+        return SensorResult(run_requests=requests, cursor=context.cursor if early else str(until))
 
     return bronze_sensor
 
@@ -247,100 +250,34 @@ def build_source_table_sensor(interval: int, uri: str, created_at: str) -> Senso
 # Freshness.
 
 
-@dataclass
-class FreshnessCursor:
-    checked: str | None = None  # the last day whose deadline was evaluated
-    overdue: list[str] = field(default_factory=list)  # days reported missing, re-checked
-
-    @classmethod
-    def parse(cls, raw: str | None) -> FreshnessCursor:
-        return cls(**json.loads(raw)) if raw else cls()
-
-    def dump(self) -> str:
-        return json.dumps(asdict(self))
-
-
-def latest_due_day(now: datetime, deadline_hour: int) -> date:
-    """The last day whose deadline (deadline_hour UTC on the following day) has passed."""
-    return (now - timedelta(hours=deadline_hour)).date() - timedelta(days=1)
-
-
-def _days_to_check(cursor: FreshnessCursor, due: date, first_day: date) -> list[date]:
-    start = date.fromisoformat(cursor.checked) + timedelta(days=1) if cursor.checked else due
-    new = [start + timedelta(days=i) for i in range((due - start).days + 1)]
-    return [d for d in new if d >= first_day]
-
-
-def _reported(instance: DagsterInstance, key: AssetCheckKey, day: date) -> bool:
-    """A sensor already recorded this day's freshness (Dagster keeps one runless evaluation
-    per check and partition: a second would be refused)."""
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        key, limit=10, partition_filter=PartitionKeyFilter(key=day.isoformat())
-    )
-    return any(record.run_id == "" for record in history)
-
-
-def evaluate_freshness(
-    instance: DagsterInstance, raw_cursor: str | None, deadline_hour: int, first_day: date, now=None
-) -> tuple[list[AssetCheckEvaluation], str]:
-    """Failing evaluations for days newly past their deadline and still missing.
-
-    Only failures are reported here: a day that arrives is materialized by a run, and that run's
-    own freshness check records the pass (which resolves the alert). Overdue days are kept in
-    the cursor and re-checked quietly until they arrive.
-    """
-    now = now or datetime.now(UTC)
-    cursor, key = FreshnessCursor.parse(raw_cursor), AssetCheckKey(AssetKey(INDEX), FRESHNESS)
-    new_days = _days_to_check(cursor, latest_due_day(now, deadline_hour), first_day)
-    evaluations, overdue = [], []
-    for day in [date.fromisoformat(d) for d in cursor.overdue] + new_days:
-        outcome = freshness_outcome(instance, day, deadline_hour, now)
-        if outcome.passed:
-            continue
-        overdue.append(day.isoformat())
-        if day in new_days and not _reported(instance, key, day):
-            evaluations.append(
-                AssetCheckEvaluation(
-                    asset_key=key.asset_key,
-                    check_name=key.name,
-                    partition=day.isoformat(),
-                    **freshness_fields(outcome),
-                )
-            )
-    if new_days:
-        cursor.checked = new_days[-1].isoformat()
-    cursor.overdue = overdue
-    return evaluations, cursor.dump()
-
-
-def build_freshness_sensor(interval: int, first_day: date) -> SensorDefinition:
-    @sensor(
-        name="freshness_sensor",
-        minimum_interval_seconds=interval,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Once a day's deadline passes, records whether its vector_index partition "
-        "exists (the `freshness` check), so a day that never arrived is seen.",
-    )
-    def freshness_sensor(
-        context: SensorEvaluationContext, quality: QualityResource
-    ) -> SensorResult:
-        evaluations, cursor = evaluate_freshness(
-            context.instance, context.cursor, quality.freshness_deadline_hour, first_day
+def build_freshness_sensor(
+    freshness_checks: list[AssetChecksDefinition], interval: int
+) -> SensorDefinition:
+    """Dagster's sensor for its freshness checks: it runs a check again once the previous pass
+    may have expired (a failed check waits for the run that materializes the asset)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SupersessionWarning)  # see checks.build_freshness_checks
+        return build_sensor_for_freshness_checks(
+            freshness_checks=freshness_checks,
+            minimum_interval_seconds=interval,
+            # Not the name of the sensor it replaces, whose cursor Dagster keeps and this one
+            # could not read.
+            name="freshness_checks_sensor",
+            default_status=DefaultSensorStatus.RUNNING,
         )
-        skip = None if evaluations else "no day newly overdue"
-        return SensorResult(asset_events=evaluations, cursor=cursor, skip_reason=skip)
-
-    return freshness_sensor
 
 
-def build_sensors(settings: Settings) -> list[SensorDefinition]:
-    interval, first_day = settings.sensor_interval_seconds, settings.start_date
+def build_sensors(
+    settings: Settings, first_day: date, freshness_checks: list[AssetChecksDefinition]
+) -> list[SensorDefinition]:
+    """The sensors; `first_day` is the first daily partition of the definitions."""
+    interval = settings.sensor_interval_seconds
     sensors = [
         build_landing_sensor(interval, settings.landing_settle_seconds),
         build_bronze_sensor(interval, first_day),
     ]
-    if settings.freshness_deadline_hour >= 0:
-        sensors.append(build_freshness_sensor(max(interval, 60), first_day))
+    if freshness_checks:
+        sensors.append(build_freshness_sensor(freshness_checks, max(interval, 60)))
     if settings.source_table_uri:
         sensors.append(
             build_source_table_sensor(

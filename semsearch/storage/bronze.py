@@ -285,6 +285,13 @@ def _versions_of(tables: DeltaTables, ids: pl.LazyFrame) -> pl.LazyFrame:
     return tables.scan(BRONZE_TABLE, DOCUMENTS).join(ids, on="doc_id", how="semi")
 
 
+def rejection_reasons(tables: DeltaTables, source_files: list[str], top: int) -> list[tuple]:
+    """The most frequent reasons records of `source_files` were rejected: (reason, count)."""
+    rejected = tables.scan(REJECTED_TABLE, REJECTED_RECORDS)
+    counts = rejected.filter(pl.col("source_file").is_in(source_files)).group_by("reason").len()
+    return counts.sort(["len", "reason"], descending=[True, False]).head(top).collect().rows()
+
+
 def rejected_count(tables: DeltaTables, source_files: list[str]) -> int:
     if not source_files:
         return 0

@@ -134,6 +134,9 @@ class DeltaTables:
             return pl.from_arrow(schema.empty_table()).lazy()
         return pl.scan_delta(self.uri(name), version=version, storage_options=self.storage_options)
 
+    def count_rows(self, name: str, schema: pa.Schema) -> int:
+        return self.scan(name, schema).select(pl.len()).collect().item()
+
     def read_partition(self, name: str, day: date, schema: pa.Schema) -> pl.DataFrame:
         return self.read_days(name, day, day, schema)
 

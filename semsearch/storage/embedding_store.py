@@ -54,6 +54,9 @@ class DeltaVectorCache:
         vectors = vectors_from_column(found["vector"], self.dimension)
         return dict(zip(found["cache_key"].to_list(), vectors, strict=True))
 
+    def count_rows(self) -> int:
+        return self.tables.count_rows(CACHE_TABLE, EMBEDDING_CACHE)
+
     def store(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         now = datetime.now(UTC)
         table = pa.table(

@@ -47,6 +47,14 @@ def _files_by_day(table: DeltaTable) -> dict[str, date | None]:
     return dict(zip(files.column("path").to_pylist(), days, strict=True))
 
 
+def partition_days(tables: DeltaTables, name: str) -> list[date]:
+    """The days table `name` holds data files for, in order, read from its log alone."""
+    table = tables.table(name)
+    if table is None:
+        return []
+    return sorted({d for d in _files_by_day(table).values() if d is not None})
+
+
 def _at_version(uri: str, version: int | None, options: dict | None) -> DeltaTable | None:
     """The table as of `version` (None: before its first commit)."""
     if version is None or version < 0:

@@ -1,7 +1,8 @@
 """The pipeline's stages, one module each: the asset, its metadata and its wiring.
 
-landing files → bronze_documents → raw_documents → chunks → embeddings → vector_index
-                                         embeddings → themes, theme_assignments → theme_trends
+landing files → bronze_documents (+ rejected_records, landed_files) → raw_documents → chunks →
+embeddings (+ embedding_dead_letter, embedding_cache) → vector_index
+                                     embeddings → themes, theme_assignments → theme_trends
 """
 
 from collections.abc import Sequence
@@ -12,11 +13,11 @@ from semsearch.defs.stages.chunks import build_chunks
 from semsearch.defs.stages.documents import build_raw_documents
 from semsearch.defs.stages.embeddings import build_embeddings
 from semsearch.defs.stages.index import build_vector_index
-from semsearch.defs.stages.ingest import bronze_documents
+from semsearch.defs.stages.ingest import ingest_landing_files
 from semsearch.defs.stages.themes import build_themes
 from semsearch.defs.stages.trends import build_theme_trends
 
-__all__ = ["bronze_documents", "build_pipeline_assets"]
+__all__ = ["build_pipeline_assets", "ingest_landing_files"]
 
 
 def build_pipeline_assets(

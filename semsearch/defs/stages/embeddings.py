@@ -1,10 +1,13 @@
 """Stage 3: a vector per chunk, served from the cache when the text was embedded before."""
 
+from collections.abc import Iterator
+
 import numpy as np
 import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
+    AssetSpec,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -14,8 +17,13 @@ from dagster import (
 from semsearch.core.embedding import embed_with_cache
 from semsearch.core.ids import embedding_cache_key
 from semsearch.core.openai import EmbeddingConfigError
-from semsearch.defs.metadata import StageTimer, table_rows
-from semsearch.defs.partitions import EMBEDDING_POOL, daily_asset, partition_day, table_metadata
+from semsearch.defs.metadata import CONFIGURATION_ERROR, StageTimer, table_rows
+from semsearch.defs.partitions import (
+    EMBEDDING_POOL,
+    daily_multi_asset,
+    partition_day,
+    table_metadata,
+)
 from semsearch.defs.resources import EmbeddingResource, StorageResource
 from semsearch.storage.embedding_store import (
     DeltaVectorCache,
@@ -24,36 +32,65 @@ from semsearch.storage.embedding_store import (
     record_dead_letters,
 )
 from semsearch.storage.schemas import (
+    CACHE_TABLE,
     CHUNKS,
     CHUNKS_TABLE,
     DEAD_LETTER_TABLE,
+    EMBEDDING_CACHE,
+    EMBEDDING_DEAD_LETTER,
     EMBEDDINGS,
     EMBEDDINGS_TABLE,
 )
 
 # Bump when the stage writes something else for the same input, so the UI marks it stale.
 CODE_VERSION = "1"
+# The tables the step writes, each an asset: materialized together, never one alone.
+OUTPUT_TABLES = (EMBEDDINGS_TABLE, DEAD_LETTER_TABLE, CACHE_TABLE)
 
 
 def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
-    @daily_asset(
+    @daily_multi_asset(
         name=EMBEDDINGS_TABLE,
-        code_version=CODE_VERSION,
         partitions_def=partitions,
-        deps=[CHUNKS_TABLE],
         pool=EMBEDDING_POOL,
-        kinds={"deltalake", "pytorch"},
-        description="A vector per chunk from the configured embedding model, with model id and "
-        "dimension. Text already embedded (same model, dimensions and exact text) is served from "
-        "`embedding_cache` and never requested again. A chunk that cannot be embedded gets a row "
-        "in `embedding_dead_letter` instead of a vector; re-materializing its day retries it "
-        "first and removes the row on success. An endpoint refusing every request (key, "
-        "permission, model, quota) fails the run and leaves the day's tables as they were; "
-        "vectors paid for before the refusal are kept in the cache.",
+        specs=[
+            AssetSpec(
+                EMBEDDINGS_TABLE,
+                code_version=CODE_VERSION,
+                deps=[CHUNKS_TABLE],
+                kinds={"deltalake", "pytorch"},
+                description="A vector per chunk from the configured embedding model, with model "
+                "id and dimension. Text already embedded (same model, dimensions and exact text) "
+                "is served from `embedding_cache` and never requested again. A chunk that cannot "
+                "be embedded gets a row in `embedding_dead_letter` instead of a vector; "
+                "re-materializing its day retries it first and removes the row on success. An "
+                "endpoint refusing every request (key, permission, model, quota) fails the run "
+                "and leaves the day's tables as they were; vectors paid for before the refusal "
+                "are kept in the cache.",
+            ),
+            AssetSpec(
+                DEAD_LETTER_TABLE,
+                code_version=CODE_VERSION,
+                deps=[CHUNKS_TABLE],
+                kinds={"deltalake"},
+                description="The day's chunks that could not be embedded, with the error, the "
+                "attempts and when they were first and last seen. Re-materializing the day "
+                "retries them first.",
+            ),
+            AssetSpec(
+                CACHE_TABLE,
+                code_version=CODE_VERSION,
+                deps=[CHUNKS_TABLE],
+                kinds={"deltalake"},
+                description="Vectors by hash of model, dimensions and exact text, shared by "
+                "every day (one table, not partitioned). A day's partition is its run's use of "
+                "the cache: hits, vectors added, and the rows the cache holds afterwards.",
+            ),
+        ],
     )
     def embeddings(
         context: AssetExecutionContext, storage: StorageResource, embedder: EmbeddingResource
-    ) -> MaterializeResult:
+    ) -> Iterator[MaterializeResult]:
         """One row per chunk of the day minus the day's current dead letters.
 
         Dead letters are retried by their own day's run only: a run writes exactly its own
@@ -76,7 +113,9 @@ def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
                 outcome = embed_with_cache(texts, keys, backend, cache)
             except EmbeddingConfigError as error:
                 # Every further request would fail alike: stop before any table is touched.
-                raise Failure(description=str(error), allow_retries=False) from error
+                raise Failure(
+                    str(error), metadata={CONFIGURATION_ERROR: True}, allow_retries=False
+                ) from error
         embedded = [v for v in outcome.vectors if v is not None]
         vectors = np.stack(embedded) if embedded else np.zeros((0, backend.dimension), np.float32)
         # Typed: on a day without chunks an untyped empty mask is Null, which `filter` refuses.
@@ -91,7 +130,8 @@ def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
         summary = outcome.summary()
         retried = retry_first.intersection(chunk_ids)
         failed = {chunk_ids[f.index] for f in outcome.failures}
-        return MaterializeResult(
+        yield MaterializeResult(
+            asset_key=EMBEDDINGS_TABLE,
             metadata={
                 **table_rows(table.num_rows, EMBEDDINGS),
                 "chunks": len(chunk_ids),
@@ -106,9 +146,27 @@ def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
                 "dead_letters_recovered": len(retried - failed),
                 "chunks_per_second": round(len(texts) / max(timer.seconds["embed"], 1e-9), 1),
                 **table_metadata(storage, EMBEDDINGS_TABLE),
-                **table_metadata(storage, DEAD_LETTER_TABLE),
                 **timer.metadata(),
-            }
+            },
+        )
+        yield MaterializeResult(
+            asset_key=DEAD_LETTER_TABLE,
+            metadata={
+                **table_rows(len(failed), EMBEDDING_DEAD_LETTER),
+                "retried": len(retried),
+                "recovered": len(retried - failed),
+                "failures_by_class": MetadataValue.json(summary["failures_by_class"]),
+                **table_metadata(storage, DEAD_LETTER_TABLE),
+            },
+        )
+        yield MaterializeResult(
+            asset_key=CACHE_TABLE,
+            metadata={
+                **table_rows(cache.count_rows(), EMBEDDING_CACHE),
+                "hits": summary["cache_hits"],
+                "misses": summary["cache_misses"],
+                **table_metadata(storage, CACHE_TABLE),
+            },
         )
 
     return embeddings

@@ -1,0 +1,158 @@
+"""Progress of a command-line run, per day and stage: a bar on a terminal, log lines otherwise.
+
+Both write to stderr, so what a command prints on stdout (results, the summary) stays clean.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import Progress as RichProgress
+
+from semsearch.runner import DayPlan, Progress
+
+DONE = {"succeeded", "failed", "skipped"}
+CHECK_SUFFIX = "_checks"
+INGEST = "ingest"
+NAMED_DAYS = 5
+
+
+def for_stream(stream: TextIO | None = None) -> Progress:
+    """A bar when `stream` (default stderr) is a terminal, plain lines when it is not."""
+    stream = stream or sys.stderr
+    return BarProgress(stream) if stream.isatty() else LineProgress(stream)
+
+
+def describe_plan(plan: DayPlan) -> str:
+    """Which days run and why, or that nothing needs to."""
+    if plan.empty:
+        return (
+            "nothing new in the landing folder, and every day is up to date "
+            f"({len(plan.up_to_date)} days): nothing to run (`semsearch run --all` re-runs "
+            "every day)"
+        )
+    lines = []
+    if plan.days:
+        named = ", ".join(f"{d} ({plan.reasons[d]})" for d in plan.days[:NAMED_DAYS])
+        more = f" and {len(plan.days) - NAMED_DAYS} more" if len(plan.days) > NAMED_DAYS else ""
+        lines.append(f"running {len(plan.days)} day(s): {named}{more}")
+    if plan.themes_only:
+        lines.append(
+            f"re-clustering the themes of {len(plan.themes_only)} later day(s) whose window "
+            f"holds them ({_span(plan.themes_only)})"
+        )
+    if plan.up_to_date:
+        lines.append(f"{len(plan.up_to_date)} other day(s) are up to date (--all re-runs them)")
+    return "\n".join(lines)
+
+
+def _span(days: list) -> str:
+    return str(days[0]) if len(days) == 1 else f"{days[0]} .. {days[-1]}"
+
+
+def _stage(step: str) -> str:
+    """A step's name as a person reads it: `chunks`, `chunks checks`."""
+    if step.endswith(CHECK_SUFFIX):
+        return step[: -len(CHECK_SUFFIX)] + " checks"
+    return "freshness check" if step.startswith("freshness_check") else step
+
+
+class _Runs:
+    """Names runs for people: `ingest`, or the day and its place among the days."""
+
+    def __init__(self) -> None:
+        self.days: list[str] = []
+
+    def add(self, runs: list[tuple[str, int]]) -> None:
+        self.days += [label for label, _ in runs if label != INGEST]
+
+    def name(self, label: str) -> str:
+        if label not in self.days:
+            return label
+        return f"{label} (day {self.days.index(label) + 1}/{len(self.days)})"
+
+
+class LineProgress(Progress):
+    """One line per stage that ends (checks only when they fail), one per run that fails."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.runs = _Runs()
+        self.started: dict[tuple[str, str], float] = {}
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def planned(self, plan: DayPlan) -> None:
+        self._say(describe_plan(plan))
+
+    def plan(self, runs: list[tuple[str, int]]) -> None:
+        self.runs.add(runs)
+
+    def step(self, label: str, step: str, status: str) -> None:
+        key = (label, step)
+        if status == "started":
+            self.started[key] = time.monotonic()
+            return
+        start = self.started.pop(key, None)
+        if step.endswith(CHECK_SUFFIX) and status == "succeeded":
+            return
+        took = f" ({time.monotonic() - start:.1f} s)" if start is not None else ""
+        self._say(f"{self.runs.name(label)}  {_stage(step)}: {status}{took}")
+
+    def finished(self, label: str, success: bool) -> None:
+        if not success:
+            self._say(f"{self.runs.name(label)}: did not complete (see the summary below)")
+
+
+class BarProgress(Progress):
+    """A bar over every step of every run, naming the day and stage in progress."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.console = Console(file=stream)
+        self.bar = RichProgress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = self.bar.add_task("starting", total=0)
+        self.runs = _Runs()
+
+    def __enter__(self) -> BarProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def planned(self, plan: DayPlan) -> None:
+        self.console.print(describe_plan(plan), highlight=False)
+
+    def plan(self, runs: list[tuple[str, int]]) -> None:
+        self.runs.add(runs)
+        total = (self.bar.tasks[0].total or 0) + sum(steps for _, steps in runs)
+        self.bar.update(self.task, total=total)
+
+    def step(self, label: str, step: str, status: str) -> None:
+        self.bar.update(self.task, description=f"{self.runs.name(label)}: {_stage(step)}")
+        if status in DONE:
+            self.bar.advance(self.task)
+
+    def finished(self, label: str, success: bool) -> None:
+        mark = "[green]done[/green]" if success else "[red]did not complete[/red]"
+        self.console.print(f"{self.runs.name(label)} {mark}", highlight=False)
