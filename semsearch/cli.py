@@ -11,6 +11,7 @@ import textwrap
 from datetime import UTC, date, datetime
 
 from semsearch.config import Settings
+from semsearch.core.search_options import DEFAULT_MODE, MODES
 from semsearch.errors import ConfigurationError, PoolBusyError
 
 # A command killed by a closed pipe (`semsearch themes | head`) exits as if by SIGPIPE.
@@ -60,7 +61,15 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    hits = searcher.search(args.query, args.k, args.since, args.until, args.where)
+    hits = searcher.search(
+        args.query,
+        args.k,
+        args.since,
+        args.until,
+        args.where,
+        mode=args.mode,
+        unit="chunk" if args.chunks else "document",
+    )
     _print_hits(hits)
     return 0
 
@@ -326,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="metadata equality filter; repeat for several",
+    )
+    search.add_argument(
+        "--mode", choices=MODES, default=DEFAULT_MODE, help=f"ranking (default {DEFAULT_MODE})"
+    )
+    search.add_argument(
+        "--chunks", action="store_true", help="rank chunks instead of documents (one per hit)"
     )
     themes = sub.add_parser("themes", help="list the themes of the latest (or a given) window")
     themes.add_argument("--day", type=iso_day, help="the window's last day, YYYY-MM-DD")

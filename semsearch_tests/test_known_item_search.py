@@ -100,3 +100,32 @@ def test_a_metadata_key_no_document_has_is_an_error_listing_the_keys(indexed):
 def test_queries_and_k_out_of_bounds_are_refused_clearly(indexed, query, k, message):
     with pytest.raises(ValueError, match=message):
         search(query, k=k, settings=indexed)
+
+
+def test_document_results_hold_each_document_once_and_chunks_stay_available(indexed):
+    query = "loading a dataset fails with an error"
+    documents = search(query, k=10, settings=indexed)
+    chunks = search(query, k=40, unit="chunk", settings=indexed)
+    assert len(documents) == 10 and len({h.doc_id for h in documents}) == 10
+    # The documents are the chunk ranking collapsed: each one's first (best) chunk, in order.
+    first_chunk_of = {}
+    for hit in chunks:
+        first_chunk_of.setdefault(hit.doc_id, hit)
+    collapsed = list(first_chunk_of.values())[:10]
+    assert [h.chunk_id for h in documents] == [h.chunk_id for h in collapsed]
+    assert any(h.matched_chunks > 1 for h in documents) or len(chunks) == len(first_chunk_of)
+
+
+def test_hits_mark_the_query_words_in_their_passage(indexed):
+    hit = search("metric computation", k=1, settings=indexed)[0]
+    marked = {hit.text[a:b].lower() for a, b in hit.highlights}
+    assert marked and all(word.startswith(("metric", "comput")) for word in marked)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [({"mode": "fuzzy"}, "mode must be one of"), ({"unit": "page"}, "unit must be one of document, chunk")],
+)  # fmt: skip
+def test_unknown_mode_or_unit_is_refused_naming_the_choices(indexed, option, message):
+    with pytest.raises(ValueError, match=message):
+        search("bug", settings=indexed, **option)

@@ -11,6 +11,7 @@ from datetime import date
 import polars as pl
 
 from semsearch.config import Settings
+from semsearch.core.search_options import DEFAULT_MODE
 from semsearch.query.searcher import Searcher, SearchHit, ThemeSummary, searcher_for
 
 __all__ = [
@@ -36,9 +37,14 @@ def search(
     where: list[str] | dict[str, str] | None = None,
     settings: Settings | None = None,
     exact: bool = False,
+    mode: str = DEFAULT_MODE,
+    unit: str = "document",
 ) -> list[SearchHit]:
-    """Rank indexed chunks by meaning; filters are validated and quoted, never spliced raw."""
-    return _searcher(settings).search(query, k, since, until, where, exact=exact)
+    """Rank indexed documents (`unit="chunk"`: chunks) by meaning; filters are validated and
+    quoted, never spliced raw. `k` counts documents (or chunks), at most `MAX_K`."""
+    return _searcher(settings).search(
+        query, k, since, until, where, mode=mode, unit=unit, exact=exact
+    )
 
 
 def themes(day: str | date | None = None, settings: Settings | None = None) -> list[ThemeSummary]:

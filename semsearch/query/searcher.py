@@ -21,6 +21,8 @@ from semsearch.config import Settings
 from semsearch.core.backends import build_backend
 from semsearch.core.embedding import EmbeddingBackend
 from semsearch.core.filters import FilterError, SearchFilter
+from semsearch.core.highlight import term_spans
+from semsearch.core.search_options import DEFAULT_MODE, MAX_K, check_query
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
 from semsearch.storage.vector_index import AnnParams, VectorIndex
@@ -37,6 +39,8 @@ class SearchHit:
     metadata: dict
     theme_id: str | None
     theme_label: str | None
+    highlights: tuple[tuple[int, int], ...] = ()  # character spans of query terms in `text`
+    matched_chunks: int = 1  # the document's chunks among the ranked passages
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,9 @@ class ThemeSummary:
     chunks: int = 0  # the documents' chunks
 
 
-MAX_K = 1000  # results per query: more is an export, not a search
-MAX_QUERY_CHARS = 4000  # the model reads ~250 tokens; a longer "query" is a pasted document
+# Chunks ranked per requested document before collapsing; doubled while too few documents come
+# back (a long document can fill the first pages with its own chunks).
+CHUNKS_PER_DOCUMENT = 4
 
 
 class Searcher:
@@ -86,25 +91,36 @@ class Searcher:
         since: str | date | None = None,
         until: str | date | None = None,
         where: list[str] | dict[str, str] | None = None,
+        mode: str = DEFAULT_MODE,
+        unit: str = "document",
         exact: bool = False,
     ) -> list[SearchHit]:
-        """Rank indexed chunks by meaning; filters are validated and quoted, never spliced raw."""
-        if not query or not query.strip():
-            raise ValueError("the search query is empty")
-        if len(query) > MAX_QUERY_CHARS:
-            raise ValueError(
-                f"the search query is {len(query):,} characters; at most {MAX_QUERY_CHARS:,} "
-                "(describe what you are looking for in a sentence or two)"
-            )
-        if not 1 <= k <= MAX_K:
-            raise ValueError(f"k must be 1..{MAX_K}, got {k}")
+        """Rank indexed documents (or chunks) by meaning; filters are validated and quoted."""
+        check_query(query, k, mode, unit)
         search_filter = SearchFilter.parse(since, until, where)
         self._check_filter_keys(search_filter)
         self.index.check_model(self.backend.model_id)
         vector = self.embed_query(query)
-        rows = self.index.search(
-            vector, k, search_filter.to_sql(), self.ann_params, exact=exact
-        ).to_pylist()
+        where_sql = search_filter.to_sql()
+        if unit == "chunk":
+            rows = self._ranked_chunks(vector, k, where_sql, exact)
+            return self._hits(query, rows, {r["chunk_id"]: 1 for r in rows})
+        return self._document_hits(query, vector, k, where_sql, exact)
+
+    def _ranked_chunks(self, vector, limit: int, where_sql, exact: bool) -> list[dict]:
+        return self.index.search(vector, limit, where_sql, self.ann_params, exact=exact).to_pylist()
+
+    def _document_hits(self, query, vector, k: int, where_sql, exact: bool) -> list[SearchHit]:
+        """The best passage of each of the top k documents."""
+        limit = k * CHUNKS_PER_DOCUMENT
+        while True:
+            rows = self._ranked_chunks(vector, limit, where_sql, exact)
+            best, matched = _collapse_to_documents(rows)
+            if len(best) >= k or len(rows) < limit or limit >= MAX_K * CHUNKS_PER_DOCUMENT:
+                return self._hits(query, best[:k], matched)
+            limit *= 2
+
+    def _hits(self, query: str, rows: list[dict], matched: dict[str, int]) -> list[SearchHit]:
         themes = self.themes_for_chunks([r["chunk_id"] for r in rows])
         return [
             SearchHit(
@@ -117,6 +133,8 @@ class Searcher:
                 metadata=json.loads(r["metadata"] or "{}"),
                 theme_id=themes.get(r["chunk_id"], (None, None))[0],
                 theme_label=themes.get(r["chunk_id"], (None, None))[1],
+                highlights=term_spans(query, r["text"]),
+                matched_chunks=matched[r["chunk_id"]],
             )
             for r in rows
         ]
@@ -210,6 +228,16 @@ class Searcher:
         if chunk_id:
             scan = scan.filter(pl.col("chunk_id") == chunk_id)
         return scan.sort(["partition_date", "chunk_id"]).collect()
+
+
+def _collapse_to_documents(rows: list[dict]) -> tuple[list[dict], dict[str, int]]:
+    """Ranked chunks -> each document's best chunk, in rank order, and chunks matched per best."""
+    best: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    for row in rows:  # ranked best first, so the first chunk of a document is its best
+        best.setdefault(row["doc_id"], row)
+        counts[row["doc_id"]] = counts.get(row["doc_id"], 0) + 1
+    return list(best.values()), {r["chunk_id"]: counts[r["doc_id"]] for r in best.values()}
 
 
 @functools.lru_cache(maxsize=8)
