@@ -124,7 +124,8 @@ def test_hits_mark_the_query_words_in_their_passage(indexed):
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [({"mode": "fuzzy"}, "mode must be one of"), ({"unit": "page"}, "unit must be one of document, chunk")],
+    [({"mode": "fuzzy"}, "mode must be one of"),
+     ({"unit": "page"}, "unit must be one of document, chunk")],
 )  # fmt: skip
 def test_unknown_mode_or_unit_is_refused_naming_the_choices(indexed, option, message):
     with pytest.raises(ValueError, match=message):
