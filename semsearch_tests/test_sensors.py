@@ -9,13 +9,20 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
+import pytest
 from dagster import AssetCheckKey, AssetKey, AssetMaterialization, RunRequest
 from deltalake import write_deltalake
 
 from semsearch.defs.definitions import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_definitions
+from semsearch.defs.resources import (
+    PipelineResource,
+    source_storage_options,
+    source_table_resource,
+)
+from semsearch.storage import source_table
 from semsearch.storage.alerts_store import read_alerts
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.schemas import DOCUMENTS
+from semsearch.storage.schemas import DOCUMENTS, REJECTED_RECORDS
 from semsearch_tests.ops_support import (
     DAYS,
     QUIET,
@@ -164,6 +171,37 @@ def test_source_table_sensor_keys_on_the_version_and_lands_only_changed_days(tmp
             2,
         ]
         assert set(stored["source_file"]) == {"delta:tickets"}
+
+
+def test_a_source_version_is_parsed_in_batches_with_rejections_across_them(tmp_path, monkeypatch):
+    """Rows stream in batches, yet a duplicate id in a later batch is still caught and only the
+    changed days are kept."""
+    monkeypatch.setattr(source_table, "BATCH_ROWS", 2)
+    source = str(tmp_path / "upstream" / "tickets")
+    rows = sample_records(DAYS[:2], 3)
+    write_deltalake(source, _tickets(rows + [rows[0] | {"text": "the same id again"}]))
+    tables = DeltaTables(str(tmp_path / "tables"))
+    parser = PipelineResource.from_settings(ops_settings(tmp_path)).record_parser()
+    report = source_table.ingest_source_table(source, tables, parser)
+    assert (report.rows_loaded, report.rows_rejected) == (6, 1)
+    rejected = tables.scan("rejected_records", REJECTED_RECORDS).collect()
+    assert rejected["reason"].to_list() == [f"duplicate id {rows[0]['id']!r}"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "provider"),
+    [("/data/tickets", "local"), ("file:///data/tickets", "local"), ("s3://bucket/tickets", "s3"),
+     ("gs://bucket/tickets", "gcs")],
+)  # fmt: skip
+def test_the_source_table_resource_follows_the_uri_scheme(uri, provider):
+    resource = source_table_resource(uri)
+    assert (resource.url, resource.storage_options.provider) == (uri, provider)
+    assert "provider" not in source_storage_options(resource)
+
+
+def test_a_source_uri_of_an_unknown_scheme_is_refused_naming_the_setting():
+    with pytest.raises(ValueError, match="SEMSEARCH_SOURCE_TABLE_URI 'ftp://x/t'.*'ftp'"):
+        source_table_resource("ftp://x/t")
 
 
 def test_freshness_fails_until_the_latest_day_is_indexed_and_alerts_once(tmp_path):

@@ -15,7 +15,12 @@ from semsearch.defs.checks import QualityResource, build_checks, build_freshness
 from semsearch.defs.labels import ThemeLabelResource
 from semsearch.defs.maintenance import build_maintenance_job, build_maintenance_schedule
 from semsearch.defs.partitions import daily_partitions
-from semsearch.defs.resources import EmbeddingResource, PipelineResource, StorageResource
+from semsearch.defs.resources import (
+    EmbeddingResource,
+    PipelineResource,
+    StorageResource,
+    source_table_resource,
+)
 from semsearch.defs.sensors import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_sensors
 from semsearch.defs.sources import build_source_asset
 from semsearch.defs.stages import build_pipeline_assets, ingest_landing_files
@@ -67,5 +72,10 @@ def build_definitions(settings: Settings) -> Definitions:
             "quality": QualityResource.from_settings(settings),
             "alerts": AlertsResource.from_settings(settings),
             "theme_labels": ThemeLabelResource.from_settings(settings),
+            **(
+                {"source_table": source_table_resource(settings.source_table_uri)}
+                if settings.source_table_uri
+                else {}
+            ),
         },
     )

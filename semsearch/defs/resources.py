@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from dagster_deltalake import AzureConfig, DeltaTableResource, GcsConfig, LocalConfig, S3Config
 from pydantic import PrivateAttr
 
 from semsearch.config import OPENAI_KEY_VARIABLE, Settings
@@ -48,6 +49,37 @@ class StorageResource(ConfigurableResource):
 
     def index(self) -> VectorIndex:
         return VectorIndex(self.lance_uri, self.lance_table)
+
+
+def source_table_resource(uri: str) -> DeltaTableResource:
+    """The upstream Delta table (SEMSEARCH_SOURCE_TABLE_URI) as dagster-deltalake's resource.
+
+    The object store follows the URI's scheme. No credential is configured here: delta-rs reads
+    AWS_*, GOOGLE_* and AZURE_* from the process environment, so none reaches run config or
+    metadata; Azure's account name, which delta-rs cannot infer, comes through `EnvVar`.
+    """
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else "file"
+    if scheme in ("s3", "s3a"):
+        options = S3Config()
+    elif scheme in ("gs", "gcs"):
+        options = GcsConfig()
+    elif scheme in ("az", "abfs", "abfss", "adl", "azure"):
+        options = AzureConfig(account_name=EnvVar("AZURE_STORAGE_ACCOUNT_NAME"))
+    elif scheme == "file":
+        options = LocalConfig()
+    else:
+        raise ValueError(
+            f"SEMSEARCH_SOURCE_TABLE_URI {uri!r}: unsupported scheme {scheme!r}; use a local path, "
+            "file://, s3://, gs:// or abfss://"
+        )
+    return DeltaTableResource(url=uri, storage_options=options)
+
+
+def source_storage_options(source: DeltaTableResource) -> dict[str, str]:
+    """delta-rs's storage options of the source resource, without Dagster's provider tag."""
+    # Not `str_dict()`: it calls pydantic's deprecated `.dict()` and warns on every use.
+    options = source.storage_options.model_dump(exclude_none=True)
+    return {key: str(value) for key, value in options.items() if key != "provider"}
 
 
 class PipelineResource(ConfigurableResource):

@@ -37,9 +37,10 @@ from dagster import (
     build_sensor_for_freshness_checks,
     sensor,
 )
+from dagster_deltalake import DeltaTableResource
 
 from semsearch.config import Settings
-from semsearch.defs.resources import StorageResource
+from semsearch.defs.resources import StorageResource, source_storage_options
 from semsearch.storage.bronze import (
     days_sharing_documents,
     landing_files,
@@ -227,16 +228,17 @@ def build_source_table_sensor(interval: int, uri: str, created_at: str) -> Senso
         "its ingestion for the days its new commits touched.",
     )
     def source_table_sensor(
-        context: SensorEvaluationContext, storage: StorageResource
+        context: SensorEvaluationContext, storage: StorageResource, source_table: DeltaTableResource
     ) -> SensorResult:
         if context.cursor:
             since = int(context.cursor)
         else:  # first tick: start from what bronze already holds
             since = landed_version(storage.tables(), name)
-        until = table_version(uri)
+        options = source_storage_options(source_table)
+        until = table_version(source_table.url, options)
         if until is None or until == since:
             return SensorResult(skip_reason=f"{name} unchanged")
-        days = sorted(changed_days(uri, since, until, created_at))
+        days = sorted(changed_days(source_table.url, since, until, created_at, options))
         listed = ",".join(d.isoformat() for d in days)
         request = RunRequest(
             run_key=f"{name}@v{until}",

@@ -1,9 +1,10 @@
 """The upstream Delta table source (SEMSEARCH_SOURCE_TABLE_URI), landed into bronze."""
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster_deltalake import DeltaTableResource
 
 from semsearch.defs.metadata import StageTimer
-from semsearch.defs.resources import PipelineResource, StorageResource
+from semsearch.defs.resources import PipelineResource, StorageResource, source_storage_options
 from semsearch.storage.schemas import BRONZE_TABLE
 from semsearch.storage.source_table import ingest_source_table
 
@@ -11,7 +12,10 @@ SOURCE_ASSET = AssetKey("source_table_documents")
 
 
 def build_source_asset(uri: str):
-    """The asset landing the source table's changed days into bronze (only when configured)."""
+    """The asset landing the source table's changed days into bronze (only when configured).
+
+    `uri` names the table in the UI; the run reads it through the `source_table` resource.
+    """
 
     @asset(
         key=SOURCE_ASSET,
@@ -23,12 +27,16 @@ def build_source_asset(uri: str):
         metadata={"source": MetadataValue.path(uri)},
     )
     def source_table_documents(
-        context: AssetExecutionContext, storage: StorageResource, pipeline: PipelineResource
+        context: AssetExecutionContext,
+        storage: StorageResource,
+        pipeline: PipelineResource,
+        source_table: DeltaTableResource,
     ) -> MaterializeResult:
         timer = StageTimer()
         parser = pipeline.record_parser()
+        options = source_storage_options(source_table)
         with timer.step("ingest"):
-            report = ingest_source_table(uri, storage.tables(), parser)
+            report = ingest_source_table(source_table.url, storage.tables(), parser, options)
         if report.version == report.previous:
             context.log.info("source %s unchanged at version %s", report.name, report.version)
         return MaterializeResult(
