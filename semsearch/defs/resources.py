@@ -7,12 +7,14 @@ OpenAI key is the only secret and comes through `EnvVar`.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from dagster_pyspark import PySparkResource
 from pydantic import PrivateAttr
 
 from semsearch.config import OPENAI_KEY_VARIABLE, Settings
@@ -208,24 +210,52 @@ class EmbeddingResource(ConfigurableResource):
             for logger in loggers:
                 logger.removeHandler(handler)
 
-    def _build_backend(self) -> EmbeddingBackend:
+    def backend_settings(self) -> Settings:
+        """The settings a backend is built from (the Spark engine ships them to executors)."""
         api = {n: getattr(self, n) for n in type(self).model_fields if n.startswith("openai_")}
         api.pop("openai_api_key")
-        settings = Settings(
+        return Settings(
             embedding_backend=self.backend,
             embedding_model=self.model,
             embedding_batch_size=self.batch_size,
             **api,
         )
-        return build_backend(settings, self._api_key())
 
-    def _api_key(self) -> str:
+    def _build_backend(self) -> EmbeddingBackend:
+        return build_backend(self.backend_settings(), self.api_key())
+
+    def api_key(self) -> str:
         key = self.openai_api_key
         # Inside a run Dagster has resolved the EnvVar; outside one (the search API, the CLI)
         # the field still holds the EnvVar itself.
         if isinstance(key, EnvVar):
             key = key.get_value() or ""
         return key  # an empty key makes OpenAIBackend raise EmbeddingConfigError
+
+
+def spark_config(settings: Settings) -> dict[str, str]:
+    """Spark conf from settings: master, app name, UTC session time, offline model, extra conf.
+
+    On a `local` master the Python workers run this interpreter (the driver's venv); on a
+    cluster, set `spark.pyspark.python` in SEMSEARCH_SPARK_CONF to the executors' Python.
+    """
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.app.name": settings.spark_app_name,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.executorEnv.HF_HUB_OFFLINE": "1",
+        "spark.executorEnv.TRANSFORMERS_OFFLINE": "1",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if settings.spark_master.startswith("local"):
+        conf["spark.pyspark.python"] = sys.executable
+        conf["spark.pyspark.driver.python"] = sys.executable
+    return conf | settings.spark_conf_pairs()
+
+
+def spark_resource(settings: Settings) -> PySparkResource:
+    """dagster-pyspark's resource on the configured master (the session starts with a run)."""
+    return PySparkResource(spark_config=spark_config(settings))
 
 
 class _ForwardHandler(logging.Handler):
