@@ -7,6 +7,7 @@ OpenAI key is the only secret and comes through `EnvVar`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -247,15 +248,28 @@ def spark_config(settings: Settings) -> dict[str, str]:
         "spark.executorEnv.TRANSFORMERS_OFFLINE": "1",
         "spark.ui.showConsoleProgress": "false",
     }
-    if settings.spark_master.startswith("local"):
-        conf["spark.pyspark.python"] = sys.executable
-        conf["spark.pyspark.driver.python"] = sys.executable
     return conf | settings.spark_conf_pairs()
 
 
-def spark_resource(settings: Settings) -> PySparkResource:
-    """dagster-pyspark's resource on the configured master (the session starts with a run)."""
-    return PySparkResource(spark_config=spark_config(settings))
+class SparkResource(PySparkResource):
+    """dagster-pyspark's `PySparkResource`; on a `local` master its Python workers run this
+    interpreter (pyspark takes them from PYSPARK_PYTHON, else `python3` on the PATH, which
+    need not have semsearch installed)."""
+
+    local_python: str = ""
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if self.local_python:
+            os.environ.setdefault("PYSPARK_PYTHON", self.local_python)
+        super().setup_for_execution(context)
+
+
+def spark_resource(settings: Settings) -> SparkResource:
+    """The Spark session resource on the configured master (the session starts with a run)."""
+    local = settings.spark_master.startswith("local")
+    return SparkResource(
+        spark_config=spark_config(settings), local_python=sys.executable if local else ""
+    )
 
 
 class _ForwardHandler(logging.Handler):
