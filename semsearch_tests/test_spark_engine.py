@@ -105,9 +105,7 @@ def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
 
 
 def homes(tmp_path: Path, banking77, engine: str) -> Settings:
-    settings = Settings(
-        home=str(tmp_path / engine), partitions_start="2026-01-01", engine=engine
-    )
+    settings = Settings(home=str(tmp_path / engine), partitions_start="2026-01-01", engine=engine)
     write_jsonl(settings.landing_path / "a.jsonl", records(banking77))
     return settings
 
@@ -120,8 +118,72 @@ def test_spark_engine_writes_what_the_local_engine_writes(tmp_path, spark, banki
         assert_same(table(local, name), table(on_spark, name))
     assert table(on_spark, CHUNKS_TABLE).height > 42  # the long document has several chunks
     events = result.get_asset_materialization_events()
-    engines = {e.asset_key.to_user_string(): e.materialization.metadata.get("engine") for e in events}
+    engines = {
+        e.asset_key.to_user_string(): e.materialization.metadata.get("engine") for e in events
+    }
     assert engines[CHUNKS_TABLE].value == engines[EMBEDDINGS_TABLE].value == "spark"
     for query in ("my card has not arrived", "why was I charged twice"):
         hits = [[h.chunk_id for h in searcher_for(s).search(query, k=5)] for s in (local, on_spark)]
         assert hits[0] == hits[1]
+
+
+@pytest.fixture(scope="module")
+def clean_local(tmp_path_factory, banking77) -> Settings:
+    """The same input run once on the local engine: what every spark run must equal."""
+    from dagster import DagsterInstance
+
+    settings = homes(tmp_path_factory.mktemp("reference"), banking77, "local")
+    with DagsterInstance.ephemeral() as instance:
+        run(settings, instance)
+    return settings
+
+
+def data_files(settings: Settings, name: str) -> set[str]:
+    folder = DeltaTables(settings.tables_path).uri(name)
+    return {str(p.resolve()) for p in Path(folder).rglob("*.parquet") if "_staging" not in str(p)}
+
+
+def committed_files(settings: Settings, name: str) -> set[str]:
+    uris = delta_files.file_uris(DeltaTables(settings.tables_path), name)
+    return {str(Path(u.removeprefix("file://")).resolve()) for u in uris}
+
+
+def test_failed_commit_leaves_orphan_files_only_and_a_rerun_equals_a_clean_run(
+    tmp_path, spark, banking77, instance, clean_local, monkeypatch
+):
+    settings = homes(tmp_path, banking77, "spark")
+    real_commit = delta_files.commit
+
+    def crash_before_embeddings(tables, name, *args):
+        if name == EMBEDDINGS_TABLE:
+            raise RuntimeError("driver died after the executors wrote their files")
+        return real_commit(tables, name, *args)
+
+    monkeypatch.setattr("semsearch.spark.jobs.commit", crash_before_embeddings)
+    assert not run(settings, instance, raise_on_error=False).success
+    written, committed = (
+        data_files(settings, EMBEDDINGS_TABLE),
+        committed_files(settings, EMBEDDINGS_TABLE),
+    )
+    assert written and not committed  # the executors' files are there, in no commit
+    assert table(settings, EMBEDDINGS_TABLE).height == 0
+
+    monkeypatch.setattr("semsearch.spark.jobs.commit", real_commit)
+    assert run(settings, instance).success
+    for name in TABLES:
+        assert_same(table(clean_local, name), table(settings, name))
+    assert written.isdisjoint(committed_files(settings, EMBEDDINGS_TABLE))
+
+
+def test_tasks_spark_retries_duplicate_nothing(tmp_path, spark, banking77, instance, clean_local):
+    settings = homes(tmp_path, banking77, "spark")
+    spark.conf.set(FAIL_FIRST_ATTEMPT, "chunks,embed,embeddings")
+    try:
+        assert run(settings, instance).success
+    finally:
+        spark.conf.unset(FAIL_FIRST_ATTEMPT)
+    for name in TABLES:
+        assert_same(table(clean_local, name), table(settings, name))
+    # Each failed first attempt wrote a file before failing: it is in the folder, not the table.
+    for name in (CHUNKS_TABLE, EMBEDDINGS_TABLE, CACHE_TABLE):
+        assert data_files(settings, name) - committed_files(settings, name)

@@ -44,7 +44,7 @@ def file_uris(tables: DeltaTables, name: str, day: date | None = None) -> list[s
     if table is None:
         return []
     filters = [(PARTITION_COLUMN, "=", day.isoformat())] if day is not None else None
-    return table.file_uris(partition_filters=filters)
+    return table.file_uris(file_pruning_predicate=filters)
 
 
 def _filesystem(table_uri: str):

@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_TASK = 4096  # rows a task chunks or embeds, at most about
 STAGING = "_staging"  # under a table's folder: files of a run that no commit names
-# Spark conf naming a job whose tasks fail once on their first attempt after writing their
-# file (tests of Spark's task retries); unset in production.
+# Spark conf naming jobs (comma-separated: chunks, embed, dead, embeddings) whose first task
+# fails on its first attempt after writing its file (tests of Spark's task retries); unset in
+# production.
 FAIL_FIRST_ATTEMPT = "spark.semsearch.failFirstAttempt"
 FAILURES = pa.schema(
     [
@@ -157,7 +158,7 @@ def _tasks(spark, rows: int) -> int:
 
 def _write(spark, frame, tables: DeltaTables, name: str, schema: pa.Schema, day, job: str):
     """Executors write `frame`'s rows as Parquet parts of table `name`; returns the parts."""
-    fail = spark.conf.get(FAIL_FIRST_ATTEMPT, "") == job
+    fail = job in _failing_jobs(spark)
     writer = write_parts(tables.uri(name), schema, day)
 
     def write(batches):
@@ -165,6 +166,10 @@ def _write(spark, frame, tables: DeltaTables, name: str, schema: pa.Schema, day,
         _maybe_fail(fail)
 
     return [r.asDict() for r in frame.mapInArrow(write, PART_SCHEMA).collect()]
+
+
+def _failing_jobs(spark) -> set[str]:
+    return set(spark.conf.get(FAIL_FIRST_ATTEMPT, "").split(","))
 
 
 def _maybe_fail(fail: bool) -> None:
@@ -315,7 +320,7 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
     misses = misses.select("cache_key", "text").dropDuplicates(["cache_key"])
     run = f"{day.isoformat()}-{os.getpid()}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
     staging = f"{tables.uri(DEAD_LETTER_TABLE)}/{STAGING}/{run}"
-    fail = spark.conf.get(FAIL_FIRST_ATTEMPT, "") == "embed"
+    fail = "embed" in _failing_jobs(spark)
     cache_uri = tables.uri(CACHE_TABLE)
 
     def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
