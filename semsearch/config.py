@@ -75,6 +75,15 @@ class Settings:
     openai_max_inputs_per_request: int = 2048
     openai_price_per_million_tokens: float = 0.0  # USD, for the estimated_cost metadata
 
+    # Execution engine of the per-day stages that grow with the data (chunks, embeddings):
+    # "local" (this process) or "spark" (Spark jobs; executors write Delta files, the driver
+    # commits). Spark: master URL (local[*], spark://host:7077, yarn...), app name and extra
+    # conf as "key=value,key=value".
+    engine: str = "local"
+    spark_master: str = "local[*]"
+    spark_app_name: str = "semsearch"
+    spark_conf: str = ""
+
     # Vector index.
     lance_table: str = INDEX_TABLE
     ann_min_rows: int = 100_000  # exact search below this many rows
@@ -168,6 +177,19 @@ class Settings:
         # Shared by every home of the user: the compiled code does not depend on the data.
         return Path(self.numba_cache_dir or Path.home() / ".cache/semsearch/numba")
 
+    def spark_conf_pairs(self) -> dict[str, str]:
+        """SEMSEARCH_SPARK_CONF ("k=v,k=v") as a dict; a malformed item is an error naming it."""
+        pairs: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.spark_conf.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(
+                    f"SEMSEARCH_SPARK_CONF: {item!r} is not key=value (use 'k=v,k=v', e.g. "
+                    "spark.executor.memory=4g)"
+                )
+            pairs[key.strip()] = value.strip()
+        return pairs
+
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -209,6 +231,9 @@ class Settings:
             raise ValueError(
                 f"SEMSEARCH_EMBEDDING_BACKEND={self.embedding_backend!r}: use 'local' or 'openai'"
             )
+        if self.engine not in ("local", "spark"):
+            raise ValueError(f"SEMSEARCH_ENGINE={self.engine!r}: use 'local' or 'spark'")
+        self.spark_conf_pairs()
         if self.missing_date_policy not in ("reject", "file_mtime"):
             try:
                 date.fromisoformat(self.missing_date_policy)

@@ -14,12 +14,13 @@ from semsearch.defs.alerts import AlertsResource, build_alert_sensor
 from semsearch.defs.checks import QualityResource, build_checks, build_freshness_checks
 from semsearch.defs.labels import ThemeLabelResource
 from semsearch.defs.maintenance import build_maintenance_job, build_maintenance_schedule
-from semsearch.defs.partitions import daily_partitions
+from semsearch.defs.partitions import SPARK_RESOURCE, daily_partitions
 from semsearch.defs.resources import (
     EmbeddingResource,
     PipelineResource,
     StorageResource,
     source_table_resource,
+    spark_resource,
 )
 from semsearch.defs.sensors import INGEST_JOB, PIPELINE_JOB, SOURCE_JOB, build_sensors
 from semsearch.defs.sources import build_source_asset
@@ -30,6 +31,7 @@ __all__ = [
     "PIPELINE_JOB",
     "SOURCE_JOB",
     "build_definitions",
+    "build_resources",
     "console_run_config",
     "daily_partitions",
 ]
@@ -40,10 +42,29 @@ def console_run_config(log_level: str = "WARNING") -> dict:
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
+def build_resources(settings: Settings) -> dict:
+    """Every resource the assets use, from settings; the Spark session only on `spark`."""
+    resources = {
+        "storage": StorageResource.from_settings(settings),
+        "pipeline": PipelineResource.from_settings(settings),
+        "embedder": EmbeddingResource.from_settings(settings),
+        "quality": QualityResource.from_settings(settings),
+        "alerts": AlertsResource.from_settings(settings),
+        "theme_labels": ThemeLabelResource.from_settings(settings),
+    }
+    if settings.engine == "spark":
+        resources[SPARK_RESOURCE] = spark_resource(settings)
+    if settings.source_table_uri:
+        resources["source_table"] = source_table_resource(settings.source_table_uri)
+    return resources
+
+
 def build_definitions(settings: Settings) -> Definitions:
     partitions = daily_partitions(settings)
     sources = [build_source_asset(settings.source_table_uri)] if settings.source_table_uri else []
-    daily_assets = build_pipeline_assets(partitions, settings.theme_window_days, sources)
+    daily_assets = build_pipeline_assets(
+        partitions, settings.theme_window_days, sources, settings.engine
+    )
     # Sensors request these jobs; the daily job carries every daily asset's checks with it.
     jobs = [
         define_asset_job(INGEST_JOB, AssetSelection.assets(ingest_landing_files)),
@@ -65,17 +86,5 @@ def build_definitions(settings: Settings) -> Definitions:
             build_alert_sensor(settings.sensor_interval_seconds),
         ],
         schedules=[build_maintenance_schedule(settings.maintenance_cron)],
-        resources={
-            "storage": StorageResource.from_settings(settings),
-            "pipeline": PipelineResource.from_settings(settings),
-            "embedder": EmbeddingResource.from_settings(settings),
-            "quality": QualityResource.from_settings(settings),
-            "alerts": AlertsResource.from_settings(settings),
-            "theme_labels": ThemeLabelResource.from_settings(settings),
-            **(
-                {"source_table": source_table_resource(settings.source_table_uri)}
-                if settings.source_table_uri
-                else {}
-            ),
-        },
+        resources=build_resources(settings),
     )

@@ -45,19 +45,30 @@ def table_rows(rows: int, schema: pa.Schema) -> dict:
 
 def histogram(values: pl.Series, bins: int, label: str) -> MetadataValue:
     """A distribution drawn as text bars: readable in the UI's markdown, no plotting library."""
-    if values.len() == 0:
+    counts = values.value_counts().rename({values.name: "value"}) if values.len() else None
+    return histogram_of_counts(counts, bins, label)
+
+
+def histogram_of_counts(counts: pl.DataFrame | None, bins: int, label: str) -> MetadataValue:
+    """`histogram` from (value, count) rows, as an engine that never collects the values has."""
+    if counts is None or counts.height == 0:
         return MetadataValue.md(f"no {label}")
-    low, high = int(values.min()), int(values.max())
+    counts = counts.rename(dict(zip(counts.columns, ["value", "count"], strict=True)))
+    low, high = int(counts["value"].min()), int(counts["value"].max())
     width = max(1, -(-(high - low + 1) // bins))
-    counts = ((values - low) // width).value_counts().sort(values.name)
-    peak = int(counts["count"].max())
+    binned = (
+        counts.group_by(((pl.col("value") - low) // width).alias("bin"))
+        .agg(pl.col("count").sum())
+        .sort("bin")
+    )
+    peak = int(binned["count"].max())
     rows = [
         (
             f"{low + int(b) * width}–{low + (int(b) + 1) * width - 1}",
             n,
             "█" * max(1, round(BAR_CHARS * n / peak)),
         )
-        for b, n in counts.iter_rows()
+        for b, n in binned.iter_rows()
     ]
     return markdown_table(rows, [label, "count", ""])
 

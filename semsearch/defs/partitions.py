@@ -19,6 +19,7 @@ from semsearch.storage.history import partition_days
 from semsearch.storage.schemas import BRONZE_TABLE
 
 INGEST, PIPELINE = "ingest", "semsearch"
+SPARK_RESOURCE = "spark"  # dagster-pyspark's PySparkResource, present on the spark engine
 
 # No backfill policy: a backfill (from the UI, `semsearch backfill` or `dagster job backfill`)
 # then launches one run per day *keyed by that day*, as a sensor or `semsearch run` does. Under
@@ -71,6 +72,11 @@ def daily_multi_asset(**kwargs: object) -> Callable[..., AssetsDefinition]:
     """`@multi_asset` for a stage of the pipeline group that writes several daily tables, each
     an asset with its own metadata (as `daily_asset`: one day per backfill run)."""
     return multi_asset(backfill_policy=DAILY_BACKFILL, group_name=PIPELINE, **kwargs)
+
+
+def engine_kinds(engine: str, kinds: set[str]) -> set[str]:
+    """The stage's kinds in the UI: `spark` or `polars` beside its storage."""
+    return kinds | {"spark" if engine == "spark" else "polars"}
 
 
 def partition_day(context: AssetExecutionContext) -> date:

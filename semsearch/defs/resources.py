@@ -7,6 +7,8 @@ OpenAI key is the only secret and comes through `EnvVar`.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_deltalake import AzureConfig, DeltaTableResource, GcsConfig, LocalConfig, S3Config
+from dagster_pyspark import PySparkResource
 from pydantic import PrivateAttr
 
 from semsearch.config import OPENAI_KEY_VARIABLE, Settings
@@ -240,24 +243,65 @@ class EmbeddingResource(ConfigurableResource):
             for logger in loggers:
                 logger.removeHandler(handler)
 
-    def _build_backend(self) -> EmbeddingBackend:
+    def backend_settings(self) -> Settings:
+        """The settings a backend is built from (the Spark engine ships them to executors)."""
         api = {n: getattr(self, n) for n in type(self).model_fields if n.startswith("openai_")}
         api.pop("openai_api_key")
-        settings = Settings(
+        return Settings(
             embedding_backend=self.backend,
             embedding_model=self.model,
             embedding_batch_size=self.batch_size,
             **api,
         )
-        return build_backend(settings, self._api_key())
 
-    def _api_key(self) -> str:
+    def _build_backend(self) -> EmbeddingBackend:
+        return build_backend(self.backend_settings(), self.api_key())
+
+    def api_key(self) -> str:
         key = self.openai_api_key
         # Inside a run Dagster has resolved the EnvVar; outside one (the search API, the CLI)
         # the field still holds the EnvVar itself.
         if isinstance(key, EnvVar):
             key = key.get_value() or ""
         return key  # an empty key makes OpenAIBackend raise EmbeddingConfigError
+
+
+def spark_config(settings: Settings) -> dict[str, str]:
+    """Spark conf from settings: master, app name, UTC session time, offline model, extra conf.
+
+    On a `local` master the Python workers run this interpreter (the driver's venv); on a
+    cluster, set `spark.pyspark.python` in SEMSEARCH_SPARK_CONF to the executors' Python.
+    """
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.app.name": settings.spark_app_name,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.executorEnv.HF_HUB_OFFLINE": "1",
+        "spark.executorEnv.TRANSFORMERS_OFFLINE": "1",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    return conf | settings.spark_conf_pairs()
+
+
+class SparkResource(PySparkResource):
+    """dagster-pyspark's `PySparkResource`; on a `local` master its Python workers run this
+    interpreter (pyspark takes them from PYSPARK_PYTHON, else `python3` on the PATH, which
+    need not have semsearch installed)."""
+
+    local_python: str = ""
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if self.local_python:
+            os.environ.setdefault("PYSPARK_PYTHON", self.local_python)
+        super().setup_for_execution(context)
+
+
+def spark_resource(settings: Settings) -> SparkResource:
+    """The Spark session resource on the configured master (the session starts with a run)."""
+    local = settings.spark_master.startswith("local")
+    return SparkResource(
+        spark_config=spark_config(settings), local_python=sys.executable if local else ""
+    )
 
 
 class _ForwardHandler(logging.Handler):

@@ -24,12 +24,17 @@ def build_pipeline_assets(
     partitions: DailyPartitionsDefinition,
     theme_window_days: int,
     sources: Sequence[AssetsDefinition] = (),
+    engine: str = "local",
 ) -> list[AssetsDefinition]:
-    """The date-partitioned assets, in pipeline order; the theme window shapes the themes' deps."""
+    """The date-partitioned assets, in pipeline order; the theme window shapes the themes' deps.
+
+    `engine` ("local" or "spark") runs chunks and embeddings in this process or as Spark jobs;
+    the assets, ids and tables are the same either way.
+    """
     return [
         build_raw_documents(partitions, sources),
-        build_chunks(partitions),
-        build_embeddings(partitions),
+        build_chunks(partitions, engine),
+        build_embeddings(partitions, engine),
         build_vector_index(partitions),
         build_themes(partitions, theme_window_days),
         build_theme_trends(partitions),

@@ -13,6 +13,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
 )
+from dagster_pyspark import PySparkResource
 
 from semsearch.core.embedding import embed_with_cache
 from semsearch.core.ids import embedding_cache_key
@@ -25,6 +26,8 @@ from semsearch.defs.partitions import (
     table_metadata,
 )
 from semsearch.defs.resources import EmbeddingResource, StorageResource
+from semsearch.spark.jobs import BackendSpec, EmbeddedDay, embed_day
+from semsearch.storage.delta import DeltaTables
 from semsearch.storage.embedding_store import (
     DeltaVectorCache,
     embeddings_table,
@@ -48,8 +51,10 @@ CODE_VERSION = "1"
 OUTPUT_TABLES = (EMBEDDINGS_TABLE, DEAD_LETTER_TABLE, CACHE_TABLE)
 
 
-def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
-    @daily_multi_asset(
+def build_embeddings(
+    partitions: DailyPartitionsDefinition, engine: str = "local"
+) -> AssetsDefinition:
+    decorate = daily_multi_asset(
         name=EMBEDDINGS_TABLE,
         partitions_def=partitions,
         pool=EMBEDDING_POOL,
@@ -58,7 +63,7 @@ def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
                 EMBEDDINGS_TABLE,
                 code_version=CODE_VERSION,
                 deps=[CHUNKS_TABLE],
-                kinds={"deltalake", "pytorch"},
+                kinds={"deltalake", "pytorch", *({"spark"} if engine == "spark" else ())},
                 description="A vector per chunk from the configured embedding model, with model "
                 "id and dimension. Text already embedded (same model, dimensions and exact text) "
                 "is served from `embedding_cache` and never requested again. A chunk that cannot "
@@ -88,85 +93,124 @@ def build_embeddings(partitions: DailyPartitionsDefinition) -> AssetsDefinition:
             ),
         ],
     )
+    if engine == "spark":
+
+        @decorate
+        def embeddings_on_spark(
+            context: AssetExecutionContext,
+            storage: StorageResource,
+            embedder: EmbeddingResource,
+            spark: PySparkResource,
+        ) -> Iterator[MaterializeResult]:
+            yield from _embeddings(context, storage, embedder, spark.spark_session)
+
+        return embeddings_on_spark
+
+    @decorate
     def embeddings(
         context: AssetExecutionContext, storage: StorageResource, embedder: EmbeddingResource
     ) -> Iterator[MaterializeResult]:
-        """One row per chunk of the day minus the day's current dead letters.
-
-        Dead letters are retried by their own day's run only: a run writes exactly its own
-        partition, so recovering another day's chunk here could not store its vector where it
-        belongs. Days with dead letters are found with `dead_letter_count` and re-materialized.
-        """
-        day, tables, timer = partition_day(context), storage.tables(), StageTimer()
-        backend = embedder.get_backend()
-        retry_first = set(read_dead_letters(tables, day)["chunk_id"].to_list())
-        # The previous run's failures are sent first, so a run cut short by a rate limit or a
-        # quota spends what it had on the oldest gaps.
-        chunk_rows = tables.read_partition(CHUNKS_TABLE, day, CHUNKS).sort(
-            pl.col("chunk_id").is_in(list(retry_first)).not_(), "chunk_id"
-        )
-        chunk_ids, texts = chunk_rows["chunk_id"].to_list(), chunk_rows["text"].to_list()
-        keys = [embedding_cache_key(backend.model_id, backend.dimension, t) for t in texts]
-        cache = DeltaVectorCache(tables, backend.model_id, backend.dimension)
-        with timer.step("embed"), embedder.logs_to(context.log):
-            try:
-                outcome = embed_with_cache(texts, keys, backend, cache)
-            except EmbeddingConfigError as error:
-                # Every further request would fail alike: stop before any table is touched.
-                raise Failure(
-                    str(error), metadata={CONFIGURATION_ERROR: True}, allow_retries=False
-                ) from error
-        embedded = [v for v in outcome.vectors if v is not None]
-        vectors = np.stack(embedded) if embedded else np.zeros((0, backend.dimension), np.float32)
-        # Typed: on a day without chunks an untyped empty mask is Null, which `filter` refuses.
-        embedded_mask = pl.Series([v is not None for v in outcome.vectors], dtype=pl.Boolean)
-        rows = chunk_rows.filter(embedded_mask)
-        table = embeddings_table(rows, vectors, day, backend.model_id, backend.dimension)
-        with timer.step("write"):
-            # Dead letters first: should the second commit fail, a chunk may lack its vector but
-            # never the row saying why.
-            record_dead_letters(tables, day, backend.model_id, chunk_ids, outcome.failures)
-            tables.replace_partition(EMBEDDINGS_TABLE, day, table, EMBEDDINGS)
-        summary = outcome.summary()
-        retried = retry_first.intersection(chunk_ids)
-        failed = {chunk_ids[f.index] for f in outcome.failures}
-        yield MaterializeResult(
-            asset_key=EMBEDDINGS_TABLE,
-            metadata={
-                **table_rows(table.num_rows, EMBEDDINGS),
-                "chunks": len(chunk_ids),
-                "model_id": backend.model_id,
-                "dimension": backend.dimension,
-                **summary,
-                "retry_reasons": MetadataValue.json(summary["retry_reasons"]),
-                "failures_by_class": MetadataValue.json(summary["failures_by_class"]),
-                "estimated_cost_usd": embedder.estimated_cost(outcome.stats.tokens),
-                "dead_letters": len(failed),
-                "dead_letters_retried": len(retried),
-                "dead_letters_recovered": len(retried - failed),
-                "chunks_per_second": round(len(texts) / max(timer.seconds["embed"], 1e-9), 1),
-                **table_metadata(storage, EMBEDDINGS_TABLE),
-                **timer.metadata(),
-            },
-        )
-        yield MaterializeResult(
-            asset_key=DEAD_LETTER_TABLE,
-            metadata={
-                **table_rows(len(failed), EMBEDDING_DEAD_LETTER),
-                "retried": len(retried),
-                "recovered": len(retried - failed),
-                "failures_by_class": MetadataValue.json(summary["failures_by_class"]),
-                **table_metadata(storage, DEAD_LETTER_TABLE),
-            },
-        )
-        yield MaterializeResult(
-            asset_key=CACHE_TABLE,
-            metadata={
-                **table_rows(cache.count_rows(), EMBEDDING_CACHE),
-                "hits": summary["cache_hits"],
-                "misses": summary["cache_misses"],
-                **table_metadata(storage, CACHE_TABLE),
-            },
-        )
+        yield from _embeddings(context, storage, embedder, None)
 
     return embeddings
+
+
+def _embeddings(context, storage, embedder, session) -> Iterator[MaterializeResult]:
+    """One row per chunk of the day minus the day's current dead letters.
+
+    Dead letters are retried by their own day's run only: a run writes exactly its own
+    partition, so recovering another day's chunk here could not store its vector where it
+    belongs. Days with dead letters are found with `dead_letter_count` and re-materialized.
+    """
+    day, tables, timer = partition_day(context), storage.tables(), StageTimer()
+    with timer.step("embed"), embedder.logs_to(context.log):
+        try:
+            if session is not None:
+                spec = BackendSpec(embedder.backend_settings(), embedder.api_key())
+                done = embed_day(session, tables, day, spec)
+            else:
+                done = _embed_locally(tables, day, embedder)
+        except EmbeddingConfigError as error:
+            # Every further request would fail alike: stop before any table is touched.
+            raise Failure(
+                str(error), metadata={CONFIGURATION_ERROR: True}, allow_retries=False
+            ) from error
+    summary, engine_name = done.summary, "local" if session is None else "spark"
+    yield MaterializeResult(
+        asset_key=EMBEDDINGS_TABLE,
+        metadata={
+            **table_rows(done.rows, EMBEDDINGS),
+            "engine": engine_name,
+            "chunks": done.chunks,
+            "model_id": done.model_id,
+            "dimension": done.dimension,
+            **summary,
+            "retry_reasons": MetadataValue.json(summary["retry_reasons"]),
+            "failures_by_class": MetadataValue.json(summary["failures_by_class"]),
+            "estimated_cost_usd": embedder.estimated_cost(summary["tokens"]),
+            "dead_letters": done.dead_letters,
+            "dead_letters_retried": done.retried,
+            "dead_letters_recovered": done.recovered,
+            "chunks_per_second": round(done.chunks / max(timer.seconds["embed"], 1e-9), 1),
+            **table_metadata(storage, EMBEDDINGS_TABLE),
+            **timer.metadata(),
+        },
+    )
+    yield MaterializeResult(
+        asset_key=DEAD_LETTER_TABLE,
+        metadata={
+            **table_rows(done.dead_letters, EMBEDDING_DEAD_LETTER),
+            "engine": engine_name,
+            "retried": done.retried,
+            "recovered": done.recovered,
+            "failures_by_class": MetadataValue.json(summary["failures_by_class"]),
+            **table_metadata(storage, DEAD_LETTER_TABLE),
+        },
+    )
+    yield MaterializeResult(
+        asset_key=CACHE_TABLE,
+        metadata={
+            **table_rows(done.cache_rows, EMBEDDING_CACHE),
+            "engine": engine_name,
+            "hits": summary["cache_hits"],
+            "misses": summary["cache_misses"],
+            **table_metadata(storage, CACHE_TABLE),
+        },
+    )
+
+
+def _embed_locally(tables: DeltaTables, day, embedder: EmbeddingResource) -> EmbeddedDay:
+    backend = embedder.get_backend()
+    retry_first = set(read_dead_letters(tables, day)["chunk_id"].to_list())
+    # The previous run's failures are sent first, so a run cut short by a rate limit or a
+    # quota spends what it had on the oldest gaps.
+    chunk_rows = tables.read_partition(CHUNKS_TABLE, day, CHUNKS).sort(
+        pl.col("chunk_id").is_in(list(retry_first)).not_(), "chunk_id"
+    )
+    chunk_ids, texts = chunk_rows["chunk_id"].to_list(), chunk_rows["text"].to_list()
+    keys = [embedding_cache_key(backend.model_id, backend.dimension, t) for t in texts]
+    cache = DeltaVectorCache(tables, backend.model_id, backend.dimension)
+    outcome = embed_with_cache(texts, keys, backend, cache)
+    embedded = [v for v in outcome.vectors if v is not None]
+    vectors = np.stack(embedded) if embedded else np.zeros((0, backend.dimension), np.float32)
+    # Typed: on a day without chunks an untyped empty mask is Null, which `filter` refuses.
+    embedded_mask = pl.Series([v is not None for v in outcome.vectors], dtype=pl.Boolean)
+    rows = chunk_rows.filter(embedded_mask)
+    table = embeddings_table(rows, vectors, day, backend.model_id, backend.dimension)
+    # Dead letters first: should the second commit fail, a chunk may lack its vector but
+    # never the row saying why.
+    record_dead_letters(tables, day, backend.model_id, chunk_ids, outcome.failures)
+    tables.replace_partition(EMBEDDINGS_TABLE, day, table, EMBEDDINGS)
+    retried = retry_first.intersection(chunk_ids)
+    failed = {chunk_ids[f.index] for f in outcome.failures}
+    return EmbeddedDay(
+        rows=table.num_rows,
+        chunks=len(chunk_ids),
+        model_id=backend.model_id,
+        dimension=backend.dimension,
+        summary=outcome.summary(),
+        dead_letters=len(failed),
+        retried=len(retried),
+        recovered=len(retried - failed),
+        cache_rows=cache.count_rows(),
+    )

@@ -1,0 +1,189 @@
+"""The spark engine (local[2]) against the local engine: same tables, ids, vectors, searches;
+a failed commit leaves only orphan files; a task Spark retries duplicates nothing.
+
+One SparkSession for the session (local[2,2]: two cores, a task may fail once and be retried).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import materialize
+
+from semsearch.config import Settings
+from semsearch.defs.definitions import build_resources, daily_partitions
+from semsearch.defs.stages import build_pipeline_assets, ingest_landing_files
+from semsearch.defs.stages.embeddings import OUTPUT_TABLES
+from semsearch.query.searcher import searcher_for
+from semsearch.spark import delta_files
+from semsearch.spark.jobs import FAIL_FIRST_ATTEMPT
+from semsearch.storage.delta import DeltaTables
+from semsearch.storage.schemas import (
+    CACHE_TABLE,
+    CHUNKS,
+    CHUNKS_TABLE,
+    DEAD_LETTER_TABLE,
+    EMBEDDING_CACHE,
+    EMBEDDING_DEAD_LETTER,
+    EMBEDDINGS,
+    EMBEDDINGS_TABLE,
+)
+from semsearch_tests.conftest import write_jsonl
+
+DAY = date(2026, 3, 2)
+STAGES = ["raw_documents", "chunks", *OUTPUT_TABLES, "vector_index"]
+TABLES = {
+    CHUNKS_TABLE: (CHUNKS, ["chunk_id"]),
+    EMBEDDINGS_TABLE: (EMBEDDINGS, ["chunk_id"]),
+    CACHE_TABLE: (EMBEDDING_CACHE, ["cache_key"]),
+    DEAD_LETTER_TABLE: (EMBEDDING_DEAD_LETTER, ["chunk_id"]),
+}
+
+
+@pytest.fixture(scope="session")
+def spark():
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    from semsearch.defs.resources import spark_config
+
+    conf = spark_config(Settings(spark_master="local[2,2]", spark_app_name="semsearch-tests"))
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.config("spark.sql.shuffle.partitions", "4").getOrCreate()
+    yield session
+    session.stop()
+
+
+def records(banking77: list[dict]) -> list[dict]:
+    long_text = " ".join(r["text"] for r in banking77[200:260])  # several chunks
+    docs = [{"id": f"d{i}", "text": r["text"]} for i, r in enumerate(banking77[:40])]
+    docs += [{"id": "dup", "text": banking77[0]["text"]}, {"id": "long", "text": long_text}]
+    return [d | {"created_at": f"{DAY}T12:00:00Z"} for d in docs]
+
+
+def run(settings: Settings, instance, spark=None, raise_on_error=True):
+    resources = build_resources(settings)
+    materialize([ingest_landing_files], resources=resources, instance=instance)
+    daily = build_pipeline_assets(
+        daily_partitions(settings), settings.theme_window_days, engine=settings.engine
+    )
+    return materialize(
+        daily,
+        selection=STAGES,
+        partition_key=DAY.isoformat(),
+        resources=resources,
+        instance=instance,
+        raise_on_error=raise_on_error,
+    )
+
+
+def table(settings: Settings, name: str) -> pl.DataFrame:
+    schema, key = TABLES[name]
+    frame = DeltaTables(settings.tables_path).scan(name, schema).collect().sort(key)
+    drop = [c for c in ("created_at", "first_seen", "last_seen") if c in frame.columns]
+    return frame.drop(drop)
+
+
+def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    assert a.columns == b.columns and a.height == b.height
+    for column in a.columns:
+        if column == "vector":
+            np.testing.assert_allclose(
+                np.stack(a[column].to_list()), np.stack(b[column].to_list()), atol=1e-5
+            )
+        else:
+            assert a[column].to_list() == b[column].to_list(), column
+
+
+def homes(tmp_path: Path, banking77, engine: str) -> Settings:
+    settings = Settings(home=str(tmp_path / engine), partitions_start="2026-01-01", engine=engine)
+    write_jsonl(settings.landing_path / "a.jsonl", records(banking77))
+    return settings
+
+
+def test_spark_engine_writes_what_the_local_engine_writes(tmp_path, spark, banking77, instance):
+    local, on_spark = homes(tmp_path, banking77, "local"), homes(tmp_path, banking77, "spark")
+    run(local, instance)
+    result = run(on_spark, instance)
+    for name in TABLES:
+        assert_same(table(local, name), table(on_spark, name))
+    assert table(on_spark, CHUNKS_TABLE).height > 42  # the long document has several chunks
+    events = result.get_asset_materialization_events()
+    engines = {
+        e.asset_key.to_user_string(): e.materialization.metadata.get("engine") for e in events
+    }
+    assert engines[CHUNKS_TABLE].value == engines[EMBEDDINGS_TABLE].value == "spark"
+    for query in ("my card has not arrived", "why was I charged twice"):
+        hits = [[h.chunk_id for h in searcher_for(s).search(query, k=5)] for s in (local, on_spark)]
+        assert hits[0] == hits[1]
+
+
+@pytest.fixture(scope="module")
+def clean_local(tmp_path_factory, banking77) -> Settings:
+    """The same input run once on the local engine: what every spark run must equal."""
+    from dagster import DagsterInstance
+
+    settings = homes(tmp_path_factory.mktemp("reference"), banking77, "local")
+    with DagsterInstance.ephemeral() as instance:
+        run(settings, instance)
+    return settings
+
+
+def data_files(settings: Settings, name: str) -> set[str]:
+    folder = DeltaTables(settings.tables_path).uri(name)
+    return {str(p.resolve()) for p in Path(folder).rglob("*.parquet") if "_staging" not in str(p)}
+
+
+def committed_files(settings: Settings, name: str) -> set[str]:
+    uris = delta_files.file_uris(DeltaTables(settings.tables_path), name)
+    return {str(Path(u.removeprefix("file://")).resolve()) for u in uris}
+
+
+def test_failed_commit_leaves_orphan_files_only_and_a_rerun_equals_a_clean_run(
+    tmp_path, spark, banking77, instance, clean_local, monkeypatch
+):
+    settings = homes(tmp_path, banking77, "spark")
+    real_commit = delta_files.commit
+
+    def crash_before_embeddings(tables, name, *args):
+        if name == EMBEDDINGS_TABLE:
+            raise RuntimeError("driver died after the executors wrote their files")
+        return real_commit(tables, name, *args)
+
+    monkeypatch.setattr("semsearch.spark.jobs.commit", crash_before_embeddings)
+    assert not run(settings, instance, raise_on_error=False).success
+    written, committed = (
+        data_files(settings, EMBEDDINGS_TABLE),
+        committed_files(settings, EMBEDDINGS_TABLE),
+    )
+    assert written and not committed  # the executors' files are there, in no commit
+    assert table(settings, EMBEDDINGS_TABLE).height == 0
+
+    monkeypatch.setattr("semsearch.spark.jobs.commit", real_commit)
+    assert run(settings, instance).success
+    for name in TABLES:
+        assert_same(table(clean_local, name), table(settings, name))
+    assert written.isdisjoint(committed_files(settings, EMBEDDINGS_TABLE))
+
+
+def test_tasks_spark_retries_duplicate_nothing(tmp_path, spark, banking77, instance, clean_local):
+    settings = homes(tmp_path, banking77, "spark")
+    spark.conf.set(FAIL_FIRST_ATTEMPT, "chunks,embed,embeddings")
+    try:
+        assert run(settings, instance).success
+    finally:
+        spark.conf.unset(FAIL_FIRST_ATTEMPT)
+    for name in TABLES:
+        assert_same(table(clean_local, name), table(settings, name))
+    # Each failed first attempt wrote a file before failing: it is in the folder, not the table.
+    for name in (CHUNKS_TABLE, EMBEDDINGS_TABLE, CACHE_TABLE):
+        assert data_files(settings, name) - committed_files(settings, name)
