@@ -190,7 +190,8 @@ def main() -> None:
         model_id,
     )
     print(
-        f"re-write of the last day at {index.count_rows():,} rows: {time.perf_counter() - start:.2f} s"
+        f"re-write of the last day at {index.count_rows():,} rows: "
+        f"{time.perf_counter() - start:.2f} s"
     )
 
 
