@@ -98,3 +98,75 @@ def test_a_writer_that_loses_the_race_to_create_the_table_merges_into_it(tmp_pat
     late.table = table_as_seen
     late.replace_partition(DAYS[1], rows(vectors[:4], DAYS[1]), "local/test")
     assert VectorIndex(str(tmp_path)).count_rows() == 7
+
+
+def tagged_rows(vectors: np.ndarray, labels: list[str], day: date) -> pa.Table:
+    table = rows(vectors, day)
+    tags = pa.array([[f"intent={label}"] for label in labels], pa.list_(pa.string()))
+    return table.set_column(table.schema.get_field_index("metadata_tags"), "metadata_tags", tags)
+
+
+@pytest.fixture(scope="module")
+def labels(banking77) -> list[str]:
+    return [r["label"] for r in banking77[:: len(banking77) // N_VECTORS][:N_VECTORS]]
+
+
+def test_a_selective_filter_returns_exactly_the_exact_filtered_top_k(
+    tmp_path, vectors, labels, local_backend
+):
+    index = VectorIndex(str(tmp_path))
+    # Many small partitions and few probes: the matching rows lie outside the probed ones.
+    params = AnnParams(min_rows=100, rows_per_partition=60, nprobes=2, ef=20, exact_filter_rows=200)
+    thirds = np.array_split(np.arange(len(vectors)), len(DAYS))
+    for day, part in zip(DAYS, thirds, strict=True):
+        index.replace_partition(
+            day, tagged_rows(vectors[part], [labels[i] for i in part], day), "local/test"
+        )
+    assert "built" in index.maintain_ann_index(params)
+    rare = min(set(labels), key=labels.count)
+    where = f"array_has(metadata_tags, 'intent={rare}')"
+    assert 0 < index.count_rows(where) <= params.exact_filter_rows
+    assert index.plan(where, params) == "exact"
+    query = local_backend.embed(["I want to change my home address"]).vectors[0]
+    found = index.search(query, 10, where, params)
+    exact = index.search(query, 10, where, params, exact=True)
+    assert found["chunk_id"].to_pylist() == exact["chunk_id"].to_pylist()
+    assert found.num_rows == min(10, index.count_rows(where))
+    # A filter matching most rows goes through the ANN index, still only returning matches.
+    day_only = "partition_date >= date '2024-01-02'"
+    assert index.plan(day_only, params) == "ann"
+    hits = index.search(query, 10, day_only, params)
+    assert hits.num_rows == 10 and min(hits["partition_date"].to_pylist()) >= DAYS[1]
+
+
+def test_the_ann_index_is_re_partitioned_once_the_table_outgrows_it(tmp_path, vectors):
+    index = VectorIndex(str(tmp_path))
+    params = AnnParams(min_rows=500, rows_per_partition=100, rebuild_growth=2.0)
+    index.replace_partition(DAYS[0], rows(vectors[:600], DAYS[0]), "local/test")
+    assert "built over 600" in index.maintain_ann_index(params)
+    index.replace_partition(DAYS[1], rows(vectors[600:1100], DAYS[1]), "local/test")
+    assert "updated" in index.maintain_ann_index(params)  # 1100 < 2 x 600
+    assert index.ann_index_names() == ["vector_ivf_600"]
+    index.replace_partition(DAYS[2], rows(vectors[1100:1300], DAYS[2]), "local/test")
+    assert "re-partitioned over 1300" in index.maintain_ann_index(params)
+    assert index.ann_index_names() == ["vector_ivf_1300"]
+    hit = index.search(vectors[1200], 1, None, params)["chunk_id"].to_pylist()
+    assert hit == [f"c{DAYS[2].isoformat()}-100"]
+
+
+def test_a_warm_index_sees_a_day_written_by_another_process(tmp_path, vectors):
+    warm = VectorIndex(str(tmp_path))
+    VectorIndex(str(tmp_path)).replace_partition(DAYS[0], rows(vectors[:5], DAYS[0]), "local/test")
+    params = AnnParams(min_rows=10_000)
+    assert warm.count_rows() == 5
+    warm.check_model("local/test")
+    writer = VectorIndex(str(tmp_path))
+    writer.replace_partition(DAYS[1], rows(vectors[5:9], DAYS[1], prefix="n"), "local/test")
+    assert warm.count_rows() == 9
+    assert warm.search(vectors[7], 1, None, params)["chunk_id"].to_pylist() == [
+        f"n{DAYS[1].isoformat()}-2"
+    ]
+    # The model check passed for the old version only: rows of another model are caught.
+    writer.table().add(rows(vectors[:1], DAYS[2], "openai/other"))
+    with pytest.raises(IndexModelMismatchError, match="openai/other"):
+        warm.check_model("local/test")

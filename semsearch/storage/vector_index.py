@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import IvfHnswSq
+from lancedb.index import BTree, IvfHnswSq, LabelList
 
 from semsearch.core.filters import sql_literal
 from semsearch.storage.schemas import INDEX_TABLE
@@ -33,6 +35,12 @@ class AnnParams:
     nprobes: int = 32
     ef: int = 128
     refine_factor: int = 5
+    # A filter matching at most this many rows is answered by exact search over exactly those
+    # rows (found through the scalar indexes): IVF probes the partitions nearest the query, and
+    # a selective filter's rows may lie in none of them.
+    exact_filter_rows: int = 50_000
+    # Rebuild (re-partition) the ANN index once the table has this many times its rows at build.
+    rebuild_growth: float = 2.0
 
     def num_partitions(self, rows: int) -> int:
         return max(1, min(256, math.ceil(rows / self.rows_per_partition)))
@@ -50,16 +58,42 @@ def day_filter(day: date) -> str:
     return f"partition_date = date {sql_literal(day.isoformat())}"
 
 
+# Scalar indexes: the day and the tags make filters cheap to evaluate and count; the key makes
+# the day's merge look rows up instead of joining the whole table.
+SCALAR_INDEXES = {"partition_date": BTree, "metadata_tags": LabelList, "chunk_id": BTree}
+ANN_PREFIX = "vector_ivf_"  # + the row count at build time: the name records it
+_ANN_NAME = re.compile(rf"^{ANN_PREFIX}(\d+)$")
+
+
+def ann_built_rows(index_names: list[str]) -> int | None:
+    """The row count when the current ANN index was built (from its name), None without one."""
+    built = [int(m.group(1)) for n in index_names if (m := _ANN_NAME.match(n))]
+    return built[-1] if built else None
+
+
 class VectorIndex:
+    """One connection and one open table per instance, kept warm across queries.
+
+    Every read checks the table's latest version (`read_consistency_interval=0`: a manifest
+    look-up, not a re-open), so a day written by another process is searched at once, while the
+    index and metadata caches of the open table stay warm.
+    """
+
     def __init__(self, uri: str, table_name: str = INDEX_TABLE):
         self.uri = uri
         self.table_name = table_name
-        self._db = lancedb.connect(uri)
+        self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
+        self._table = None
+        self._lock = threading.Lock()
+        self._model_checked: tuple[int, str] | None = None  # (table version, model id) passed
 
     def table(self):
-        if self.table_name not in self._db.list_tables().tables:
-            return None
-        return self._db.open_table(self.table_name)
+        with self._lock:
+            if self._table is None:
+                if self.table_name not in self._db.list_tables().tables:
+                    return None
+                self._table = self._db.open_table(self.table_name)
+            return self._table
 
     def count_rows(self, where: str | None = None) -> int:
         table = self.table()
@@ -79,11 +113,17 @@ class VectorIndex:
         return sorted(set(rows.column("model_id").to_pylist()))
 
     def check_model(self, model_id: str) -> None:
+        """Refuse a table holding another model's vectors; scanned once per table version."""
         table = self.table()
         if table is None:
             return
+        version = table.version
+        if self._model_checked == (version, model_id):
+            return
         others = table.count_rows(f"model_id != {sql_literal(model_id)}")
-        if others:
+        if not others:
+            self._model_checked = (version, model_id)
+        else:
             raise IndexModelMismatchError(
                 f"the vector index {self.uri}/{self.table_name} holds {others} vectors from "
                 f"{', '.join(self.other_model_ids(model_id))}; this run embeds with "
@@ -136,30 +176,75 @@ class VectorIndex:
         table.optimize(cleanup_older_than=cleanup_older_than)
         return before, len(table.list_versions())
 
-    def has_ann_index(self) -> bool:
+    def ann_index_names(self) -> list[str]:
         table = self.table()
-        return table is not None and any(
-            i.index_type.upper().startswith("IVF") for i in table.list_indices()
-        )
+        if table is None:
+            return []
+        return [i.name for i in table.list_indices() if i.index_type.upper().startswith("IVF")]
+
+    def has_ann_index(self) -> bool:
+        return bool(self.ann_index_names())
+
+    def ensure_scalar_indexes(self) -> list[str]:
+        """Create the scalar indexes the table lacks (filters, counts, the day's merge)."""
+        table = self.table()
+        if table is None:
+            return []
+        have = {tuple(i.columns) for i in table.list_indices()}
+        created = []
+        for column, kind in SCALAR_INDEXES.items():
+            if (column,) not in have:
+                table.create_index(column, config=kind())
+                created.append(column)
+        return created
 
     def maintain_ann_index(self, params: AnnParams) -> str:
-        """Build the ANN index once the table is big enough; afterwards fold new rows into it."""
+        """Build the ANN index once the table is big enough, fold new rows into it afterwards,
+        and re-partition it (a new build) once the table has outgrown its build size.
+
+        A build commits atomically: searches use the old index until the new one replaces it.
+        """
         table = self.table()
         rows = 0 if table is None else table.count_rows()
-        if table is None or rows < params.min_rows:
+        if table is None:
             return f"exact (no ANN index below {params.min_rows} rows)"
-        if self.has_ann_index():
+        self.ensure_scalar_indexes()
+        names = self.ann_index_names()
+        built = ann_built_rows(names)
+        if rows < params.min_rows and not names:
+            table.optimize()  # fold new rows into the scalar indexes
+            return f"exact (no ANN index below {params.min_rows} rows)"
+        if names and built is not None and rows < params.rebuild_growth * built:
             table.optimize()
-            return "ann (index updated)"
+            return f"ann (index updated; built over {built} rows, now {rows})"
+        name = f"{ANN_PREFIX}{rows}"
         table.create_index(
             "vector",
             config=IvfHnswSq(distance_type=METRIC, num_partitions=params.num_partitions(rows)),
+            name=name,
         )
-        return f"ann (IVF_HNSW_SQ built over {rows} rows)"
+        for old in names:  # the old index served searches until now; the new one takes over
+            if old != name:
+                table.drop_index(old)
+        log.info("ANN index %s built over %d rows (was %s)", name, rows, names or "none")
+        what = "re-partitioned" if names else "built"
+        partitions = params.num_partitions(rows)
+        return f"ann (IVF_HNSW_SQ {what} over {rows} rows, {partitions} partitions)"
+
+    def plan(self, where: str | None, params: AnnParams, exact: bool = False) -> str:
+        """How a query with this filter is answered: "exact" (flat over the matching rows) or
+        "ann" (IVF with the filter applied before the probe)."""
+        if exact or not self.has_ann_index():
+            return "exact"
+        if where and self.count_rows(where) <= params.exact_filter_rows:
+            return "exact"  # the scalar indexes count the matches without a scan
+        return "ann"
 
     def search(
         self, vector: np.ndarray, k: int, where: str | None, params: AnnParams, exact: bool = False
     ) -> pa.Table:
+        """The k nearest rows among those matching `where`: the true top k for a selective
+        filter (exact over its rows), ANN with the filter applied first otherwise."""
         table = self.table()
         if table is None:
             return pa.table({})
@@ -167,8 +252,12 @@ class VectorIndex:
         query = query.distance_type(METRIC).limit(k)
         if where:
             query = query.where(where, prefilter=True)
-        if exact:
+        if self.plan(where, params, exact) == "exact":
             query = query.bypass_vector_index()
         else:
-            query = query.nprobes(params.nprobes).ef(params.ef).refine_factor(params.refine_factor)
+            # HNSW needs ef >= the candidates it hands to the refine step (k x refine_factor).
+            ef = max(params.ef, k * params.refine_factor)
+            query = query.nprobes(params.nprobes).ef(ef).refine_factor(params.refine_factor)
+            if where:  # keep probing past nprobes until k matching rows are found
+                query = query.maximum_nprobes(0)
         return query.to_arrow()

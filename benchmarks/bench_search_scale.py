@@ -1,0 +1,199 @@
+"""Search at scale: latency and recall@10 against brute force, with and without filters.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_search_scale.py [--days 50] [--per-day 20000]
+        [--queries 500] [--base 6000] [--work /tmp/bench_scale]
+
+Builds the index through `VectorIndex.replace_partition` + `maintain_ann_index`, a day at a
+time, exactly as the `vector_index` asset does (`--days` x `--per-day` rows). Vectors are real
+MiniLM vectors of real texts (SciFact abstracts and Banking77 messages, `--base` of them,
+embedded once and cached under `--work`) plus small noise; each row carries a `category` tag
+(one of 100, by nearest of 100 topic centres: a topical, hence hard, filter of ~1% of rows).
+Queries are real SciFact claims and Banking77 messages. The built index is cached under
+`--work` so a rerun only measures. Prints, per filter (none, the last 10% of days, one category,
+both): p50/p95/p99 ms and recall@10 at the LanceDB level (`VectorIndex.search`, the product's
+plan) and through the public API (`Searcher.search`, query embedding included), plus the
+day-write time of the first and last days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script
+
+import numpy as np
+import pyarrow as pa
+
+from semsearch.config import Settings
+from semsearch.core.embedding import LocalBackend
+from semsearch.query.searcher import Searcher
+from semsearch.storage.schemas import index_schema
+from semsearch.storage.vector_index import AnnParams, VectorIndex
+
+DATA = Path(__file__).resolve().parents[2] / "shared/datasets"
+START, K, CATEGORIES, NOISE = date(2024, 1, 1), 10, 100, 0.03
+
+
+def texts(n: int) -> tuple[list[str], list[str]]:
+    corpus = [json.loads(x) for x in (DATA / "scifact/corpus.jsonl").read_text().splitlines()]
+    bank = [json.loads(x) for x in (DATA / "banking77/docs.jsonl").read_text().splitlines()]
+    claims = [
+        json.loads(x)["text"] for x in (DATA / "scifact/queries.jsonl").read_text().splitlines()
+    ]
+    docs = [f"{d['title']} {d['text']}"[:1000] for d in corpus] + [b["text"] for b in bank]
+    docs = docs[:: max(1, len(docs) // n)][:n]
+    queries = claims[:250] + [b["text"] for b in bank[1::97]][:250]
+    return docs, queries
+
+
+def base_vectors(work: Path, n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    cached = work / f"vectors_{n}.npz"
+    if cached.exists():
+        data = np.load(cached)
+        return data["docs"], data["queries"][:n_queries]
+    docs, queries = texts(n)
+    backend = LocalBackend()
+    data = {"docs": backend.embed(docs).vectors, "queries": backend.embed(queries).vectors}
+    work.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, **data)
+    return data["docs"], data["queries"][:n_queries]
+
+
+def day_vectors(base: np.ndarray, day: int, per_day: int) -> np.ndarray:
+    rng = np.random.default_rng(day)
+    picked = base[rng.integers(0, len(base), per_day)]
+    noisy = picked + rng.normal(0, NOISE, picked.shape).astype(np.float32)
+    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+
+
+def day_rows(vectors: np.ndarray, categories: np.ndarray, day: int, model_id: str) -> pa.Table:
+    n, when = len(vectors), START + timedelta(days=day)
+    flat = pa.array(vectors.ravel())
+    return pa.table(
+        {
+            "chunk_id": [f"{day:03d}-{i:06d}" for i in range(n)],
+            "doc_id": [f"{day:03d}-{i:06d}" for i in range(n)],
+            "partition_date": [when] * n,
+            "title": [None] * n,
+            "text": [f"row {i} of {when}" for i in range(n)],
+            "metadata": [json.dumps({"category": f"c{c}"}) for c in categories],
+            "metadata_tags": [[f"category=c{c}"] for c in categories],
+            "model_id": [model_id] * n,
+            "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+        },
+        schema=index_schema(vectors.shape[1]),
+    )
+
+
+def percentiles(ms: list[float]) -> str:
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return f"{p50:7.1f}{p95:7.1f}{p99:7.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=50)
+    parser.add_argument("--per-day", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--base", type=int, default=6000)
+    parser.add_argument("--work", default="/tmp/bench_scale")
+    args = parser.parse_args()
+    work = Path(args.work)
+    base, queries = base_vectors(work, args.base, args.queries)
+    centres = base[np.random.default_rng(7).choice(len(base), CATEGORIES, replace=False)]
+    model_id = LocalBackend().model_id
+    home = work / f"home_{args.days}x{args.per_day}"
+    settings = Settings(home=str(home))
+    index = VectorIndex(settings.lance_path, settings.lance_table)
+    params = AnnParams(min_rows=settings.ann_min_rows)
+    all_vectors, all_days, all_cats, writes = [], [], [], []
+    for day in range(args.days):
+        vectors = day_vectors(base, day, args.per_day)
+        categories = np.argmax(vectors @ centres.T, axis=1)
+        all_vectors.append(vectors)
+        all_days.append(np.full(len(vectors), day))
+        all_cats.append(categories)
+        if index.count_rows() >= (day + 1) * args.per_day:
+            continue  # built by an earlier run
+        start = time.perf_counter()
+        index.replace_partition(
+            START + timedelta(days=day), day_rows(vectors, categories, day, model_id), model_id
+        )
+        written = time.perf_counter() - start
+        mode = index.maintain_ann_index(params)
+        writes.append((day, written, time.perf_counter() - start - written, mode))
+        print(f"day {day}: write {written:.2f} s, index {writes[-1][2]:.1f} s, {mode}", flush=True)
+    vectors, days, cats = np.vstack(all_vectors), np.concatenate(all_days), np.concatenate(all_cats)
+    ids = np.array([f"{d:03d}-{i:06d}" for d in range(args.days) for i in range(args.per_day)])
+    common = int(np.bincount(cats).argmax())
+    rare = int(np.argsort(np.bincount(cats, minlength=CATEGORIES))[CATEGORIES // 2])
+    since_day = int(args.days * 0.9)
+    filters = {
+        "no filter": (None, {}, np.ones(len(ids), bool)),
+        "last 10% of days": (
+            f"partition_date >= date '{START + timedelta(days=since_day)}'",
+            {"since": START + timedelta(days=since_day)},
+            days >= since_day,
+        ),
+        f"category c{rare} (median)": (
+            f"array_has(metadata_tags, 'category=c{rare}')",
+            {"where": {"category": f"c{rare}"}},
+            cats == rare,
+        ),
+        f"days + category c{common}": (
+            f"partition_date >= date '{START + timedelta(days=since_day)}' "
+            f"AND array_has(metadata_tags, 'category=c{common}')",
+            {"since": START + timedelta(days=since_day), "where": {"category": f"c{common}"}},
+            (days >= since_day) & (cats == common),
+        ),
+    }
+    query_texts = texts(args.base)[1][: len(queries)]
+    searcher = Searcher(settings)
+    searcher.search("warm up", k=K, unit="chunk")
+    print(f"\n{index.count_rows():,} rows; {len(queries)} queries; k={K}")
+    print(f"{'filter':<26}{'share':>7} {'level':<8}{'p50':>7}{'p95':>7}{'p99':>7}{'recall':>8}")
+    for name, (sql, api, mask) in filters.items():
+        subset = np.flatnonzero(mask)
+        truth = [set(ids[subset[np.argsort(-(vectors[subset] @ q))[:K]]]) for q in queries]
+        for level in ("lancedb", "api"):
+            ms, found = [], []
+            for q, text in zip(queries, query_texts, strict=True):
+                start = time.perf_counter()
+                if level == "lancedb":
+                    got = index.search(q, K, sql, params)["chunk_id"].to_pylist()
+                else:
+                    got = [h.chunk_id for h in searcher.search(text, k=K, unit="chunk", **api)]
+                ms.append((time.perf_counter() - start) * 1000)
+                found.append(got)
+            if level == "api":  # the API embeds the text; recall against that text's exact top k
+                qv = searcher.backend.embed(query_texts).vectors
+                truth_api = [set(ids[subset[np.argsort(-(vectors[subset] @ q))[:K]]]) for q in qv]
+                ref = truth_api
+            else:
+                ref = truth
+            recall = np.mean([len(set(f) & t) / len(t) for f, t in zip(found, ref, strict=True)])
+            print(f"{name:<26}{mask.mean():>7.3f} {level:<8}{percentiles(ms)}{recall:>8.3f}")
+    if writes:
+        first, last = writes[0], writes[-1]
+        print(f"\nday write: day {first[0]} {first[1]:.2f} s, day {last[0]} {last[1]:.2f} s")
+    rewrite_day = args.days - 1
+    v = all_vectors[rewrite_day]
+    start = time.perf_counter()
+    index.replace_partition(
+        START + timedelta(days=rewrite_day),
+        day_rows(v, all_cats[rewrite_day], rewrite_day, model_id),
+        model_id,
+    )
+    print(
+        f"re-write of the last day at {index.count_rows():,} rows: "
+        f"{time.perf_counter() - start:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
