@@ -28,6 +28,7 @@ import requests
 from semsearch.config import Settings
 from semsearch.core.search_options import MODES
 from semsearch.query.searcher import searcher_for
+from semsearch.serve.server import one_thread_per_query
 from semsearch.testing.live_server import free_port
 
 QUERIES = [
@@ -138,7 +139,8 @@ def main() -> None:
 
     settings = Settings.from_env({**os.environ, "SEMSEARCH_HOME": args.home})
     searcher = searcher_for(settings)
-    print("\nPython API (this process, one thread), k=10:")
+    one_thread_per_query()  # as the server does
+    print("\nPython API (this process, one thread, torch on one thread as served), k=10:")
     for mode in MODES:
         for query in QUERIES:
             searcher.search(query, 10, mode=mode)

@@ -21,8 +21,18 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+def one_thread_per_query() -> None:
+    """Embed each query on one CPU thread: requests already run in parallel on uvicorn's pool,
+    and torch's own threads on top oversubscribe the cores (measured on 2 busy cores: one query
+    embedded in ~25 ms on 1 thread, ~400 ms on 2; see benchmarks/bench_serve.py)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def serve(settings: Settings) -> int:
     check_bind(settings)
+    one_thread_per_query()
     app = create_app(settings)
     print(f"semsearch serve: http://{settings.serve_host}:{settings.serve_port}/", flush=True)
     uvicorn.run(
