@@ -1,4 +1,4 @@
-"""The `semsearch` command line: demo, run, search, themes, backfill, maintain, ui."""
+"""The `semsearch` command line: demo, run, search, themes, backfill, maintain, ui, serve."""
 
 from __future__ import annotations
 
@@ -307,6 +307,15 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     return serve(settings, extra, verbose=args.verbose)
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.serve.server import serve
+
+    settings = settings.replace(
+        serve_host=args.host or settings.serve_host, serve_port=args.port or settings.serve_port
+    )
+    return serve(settings)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one line naming it (and where help is), not a usage dump."""
 
@@ -367,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument(
         "dagster_args", nargs=argparse.REMAINDER, help="passed to dagster dev, e.g. -- -p 3001"
     )
+    serve = sub.add_parser("serve", help="the HTTP API and the search and themes pages")
+    serve.add_argument("--host", help="address to bind (default SEMSEARCH_SERVE_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default SEMSEARCH_SERVE_PORT, 8765)")
     return parser
 
 
@@ -378,6 +390,7 @@ COMMANDS = {
     "ui": cmd_ui,
     "backfill": cmd_backfill,
     "maintain": cmd_maintain,
+    "serve": cmd_serve,
 }
 
 

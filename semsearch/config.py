@@ -150,6 +150,11 @@ class Settings:
     # A run started here waits at most this long for a pool (embedding, LanceDB writer, themes)
     # held by another live run, then fails naming that run. Killed runs are released at once.
     pool_wait_seconds: int = 900
+    # HTTP API and pages (semsearch serve). 127.0.0.1 needs no token; any other address
+    # requires SEMSEARCH_API_TOKEN, then checked on every request (Authorization: Bearer).
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8765
+    api_token: str = dataclasses.field(default="", repr=False)  # a secret: never logged
 
     @staticmethod
     def embedding_api_key(environ: Mapping[str, str] | None = None) -> str:

@@ -88,3 +88,15 @@ def clean_days(tmp_path_factory):
         defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, run_config=QUIET)
         results = {day: run_day(defs, instance, day) for day in DAYS}
     return settings, results
+
+
+@pytest.fixture(scope="module")
+def served(clean_days):
+    """(base URL, settings) of a real uvicorn server over the three clean days."""
+    from semsearch.query.searcher import searcher_for
+    from semsearch.serve.app import create_app
+    from semsearch.testing.live_server import live_server
+
+    settings, _ = clean_days
+    with live_server(create_app(settings, searcher_for(settings))) as url:
+        yield url, settings

@@ -29,6 +29,13 @@ NOT_RUN = {
     "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/semsearch demo",
     ".venv/bin/python -m pytest",  # this suite
     ".venv/bin/semsearch ui",  # runs until Ctrl-C: tested as such in test_ui_command.py
+    # Run until Ctrl-C: the server is tested over HTTP in test_serve_api.py, its refusal to bind
+    # beyond loopback without a token through the CLI there too.
+    ".venv/bin/semsearch serve",
+    "SEMSEARCH_API_TOKEN=change-me .venv/bin/semsearch serve --host 0.0.0.0 --port 8765",
+    # Installs system packages; the browser test itself runs with the suite.
+    "sudo apt-get install -y chromium chromium-driver",
+    ".venv/bin/python -m pytest -q semsearch_tests/test_serve_browser.py",
 }
 
 
