@@ -39,9 +39,11 @@ def _min_max(scores: Mapping[Hashable, float]) -> dict[Hashable, float]:
 def weighted(
     vector: Mapping[Hashable, float], keyword: Mapping[Hashable, float], w: float
 ) -> list[tuple[Hashable, float]]:
-    """w * normalised vector score + (1 - w) * normalised keyword score; missing counts as 0."""
+    """w * normalised vector + (1 - w) * normalised keyword score; missing is 0; ties stable."""
     if not 0.0 <= w <= 1.0:
         raise ValueError(f"w must be in 0..1, got {w}")
     nv, nk = _min_max(vector), _min_max(keyword)
-    fused = {key: w * nv.get(key, 0.0) + (1 - w) * nk.get(key, 0.0) for key in {*nv, *nk}}
+    fused = {
+        key: w * nv.get(key, 0.0) + (1 - w) * nk.get(key, 0.0) for key in dict.fromkeys([*nv, *nk])
+    }
     return sorted(fused.items(), key=lambda kv: -kv[1])
