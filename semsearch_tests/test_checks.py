@@ -336,6 +336,20 @@ def test_assignments_kept_counts_only_chunks_present_in_both_runs():
     assert q.assignments_kept(now, None, 0.8).passed
 
 
+def test_stability_is_not_judged_while_the_window_is_mostly_new():
+    """The demo's second day: a window of 372 documents of which 149 were in the previous one is
+    filling, not unstable (the check failed there with 45.6% kept)."""
+    before = pl.DataFrame({"doc_id": ["a", "b"], "theme_id": ["t1", "t1"]})
+    now = pl.DataFrame(
+        {"doc_id": ["a", "b", "c", "d", "e"], "theme_id": ["t2", "t2", "t1", "t1", "t1"]}
+    )
+    filling = q.assignments_kept(now, before, minimum=0.8, key="doc_id")
+    assert filling.passed and "not judged: only 2 of the window's 5" in filling.description
+    slid_before = now.head(4).with_columns(theme_id=pl.lit("t3"))
+    slid = q.assignments_kept(now, slid_before, minimum=0.8, key="doc_id")
+    assert not slid.passed and slid.metadata["compared"] == 4 and slid.metadata["kept"] == 0
+
+
 def test_recall_at_k_is_a_plain_function():
     assert q.recall_at_k([["a", "b"], ["c", "x"]], [["a", "b"], ["c", "d"]]) == 0.75
 

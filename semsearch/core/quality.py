@@ -368,6 +368,13 @@ def noise_share(documents: pl.DataFrame, outlier_id: str, maximum: float) -> Out
     return share_at_most(noise, documents.height, maximum, "documents left as outliers")
 
 
+# Stability is judged when at least this share of the window was in the previous one: the promise
+# is about a sliding window (a tenth or so replaced), while a window that more than doubled (the
+# first days of the data) or was mostly replaced is a new population whose themes are meant to
+# change, and a refit there is right to move documents.
+MIN_STABILITY_OVERLAP = 0.5
+
+
 def assignments_kept(
     current: pl.DataFrame,
     previous: pl.DataFrame | None,
@@ -389,10 +396,18 @@ def assignments_kept(
     moved = both.filter(pl.col("theme_id") != pl.col("before"))
     transitions = moved.group_by("before", "theme_id").len().sort("len", descending=True)
     prefix = f"{note}: " if note else ""
+    items = current[key].n_unique()
+    judged = both.height >= MIN_STABILITY_OVERLAP * items
+    why = (
+        ""
+        if judged
+        else f"; not judged: only {both.height} of the window's {items} were in the previous "
+        f"one (filling or mostly replaced; judged from {MIN_STABILITY_OVERLAP:.0%})"
+    )
     return Outcome(
-        share >= minimum,
+        share >= minimum or not judged,
         f"{prefix}{kept} of {both.height} {key.removesuffix('_id')}s kept their theme "
-        f"({share:.1%}, at least {minimum:.0%}; ARI {ari:.3f})",
+        f"({share:.1%}, at least {minimum:.0%}; ARI {ari:.3f}){why}",
         {
             "compared": both.height,
             "kept": kept,
