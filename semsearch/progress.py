@@ -5,6 +5,7 @@ Both write to stderr, so what a command prints on stdout (results, the summary) 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
@@ -30,7 +31,25 @@ NAMED_DAYS = 5
 def for_stream(stream: TextIO | None = None) -> Progress:
     """A bar when `stream` (default stderr) is a terminal, plain lines when it is not."""
     stream = stream or sys.stderr
-    return BarProgress(stream) if stream.isatty() else LineProgress(stream)
+    if not stream.isatty():
+        return LineProgress(stream)
+    own = _own_handle(stream)
+    return BarProgress(own, close=own is not stream)
+
+
+def _own_handle(stream: TextIO) -> TextIO:
+    """A handle of our own on the terminal behind `stream`.
+
+    Dagster captures each step's output by pointing file descriptors 1 and 2 at its compute
+    log (`dup2`) while the step runs; a bar drawn through fd 2 then goes into the log and freezes
+    on screen. A duplicate of the descriptor, taken before any step starts, still reaches the
+    terminal.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream: nothing to redirect
+        return stream
+    return os.fdopen(os.dup(fd), "w", buffering=1, encoding=getattr(stream, "encoding", None))
 
 
 def describe_plan(plan: DayPlan) -> str:
@@ -118,7 +137,9 @@ class LineProgress(Progress):
 class BarProgress(Progress):
     """A bar over every step of every run, naming the day and stage in progress."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, close: bool = False) -> None:
+        self.stream = stream
+        self.close = close  # the handle is ours (a duplicate descriptor): close it at the end
         self.console = Console(file=stream)
         self.bar = RichProgress(
             SpinnerColumn(),
@@ -139,6 +160,8 @@ class BarProgress(Progress):
 
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
+        if self.close:
+            self.stream.close()
 
     def planned(self, plan: DayPlan) -> None:
         self.console.print(describe_plan(plan), highlight=False)

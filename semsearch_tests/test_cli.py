@@ -4,6 +4,10 @@ inputs changed, and every user mistake as one line naming what is wrong, with a 
 from __future__ import annotations
 
 import io
+import os
+import pty
+import re
+import select
 import subprocess
 import sys
 
@@ -161,6 +165,33 @@ def test_run_runs_only_the_days_whose_inputs_changed_and_says_so(tmp_path, monke
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+def test_progress_bar_reaches_the_terminal_while_dagster_captures_the_step_output(tmp_path):
+    """Dagster points fd 2 at the step's compute log while it runs (dup2): the bar must not."""
+    master, replica = pty.openpty()
+    terminal = os.fdopen(replica, "w")
+    progress = for_stream(terminal)
+    assert isinstance(progress, BarProgress)
+    saved = os.dup(replica)
+    captured = tmp_path / "compute.log"
+    with progress, captured.open("w") as log:
+        progress.plan([("2026-11-04", 1)])
+        os.dup2(log.fileno(), replica)  # what the compute log capture does during a step
+        try:
+            progress.step("2026-11-04", "chunks", "succeeded")
+            progress.finished("2026-11-04", success=True)
+        finally:
+            os.dup2(saved, replica)
+    shown = b""
+    while select.select([master], [], [], 0.2)[0]:
+        shown += os.read(master, 65536)
+    on_screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode(errors="replace"))
+    assert "2026-11-04 (day 1/1) done" in on_screen
+    assert "done" not in captured.read_text()
+    for fd in (master, saved):
+        os.close(fd)
+    terminal.close()
 
 
 def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():
