@@ -279,7 +279,9 @@ def test_ann_recall_is_measured_once_an_ann_index_exists(clean, tmp_path):
 
 
 def test_theme_stability_compares_the_window_with_the_previous_one(corrupted):
-    settings, defs, instance = corrupted
+    settings, _, instance = corrupted
+    # Judged as a sliding 2-day window (half of it new); in the default month it is filling.
+    defs = build_definitions(settings.replace(theme_window_days=2))
     # As if this window had put every document in another theme than the window before did.
     _rewrite(
         settings,
@@ -339,15 +341,29 @@ def test_assignments_kept_counts_only_chunks_present_in_both_runs():
 def test_stability_is_not_judged_while_the_window_is_mostly_new():
     """The demo's second day: a window of 372 documents of which 149 were in the previous one is
     filling, not unstable (the check failed there with 45.6% kept)."""
+    week = q.stability_min_overlap(7)
     before = pl.DataFrame({"doc_id": ["a", "b"], "theme_id": ["t1", "t1"]})
     now = pl.DataFrame(
         {"doc_id": ["a", "b", "c", "d", "e"], "theme_id": ["t2", "t2", "t1", "t1", "t1"]}
     )
-    filling = q.assignments_kept(now, before, minimum=0.8, key="doc_id")
+    filling = q.assignments_kept(now, before, 0.8, key="doc_id", min_overlap=week)
     assert filling.passed and "not judged: only 2 of the window's 5" in filling.description
     slid_before = now.head(4).with_columns(theme_id=pl.lit("t3"))
-    slid = q.assignments_kept(now, slid_before, minimum=0.8, key="doc_id")
+    slid = q.assignments_kept(now, slid_before, 0.8, key="doc_id", min_overlap=week)
     assert not slid.passed and slid.metadata["compared"] == 4 and slid.metadata["kept"] == 0
+
+
+def test_stability_judges_a_sliding_window_and_not_one_filling_up():
+    """A W-day window slides by 1/W a day; while it fills, day d of the data is 1/d new. The
+    demo's 15 days in a 30-day window warned twice on days that were still filling."""
+    for window_days in (2, 7, 30, 90):
+        sliding = 1 - 1 / window_days
+        assert sliding >= q.stability_min_overlap(window_days), window_days
+    month = q.stability_min_overlap(30)
+    filling_days_judged = [d for d in range(2, 31) if (d - 1) / d >= month]
+    assert filling_days_judged[0] == 10  # a tenth new at most
+    assert q.stability_min_overlap(7) > 5 / 7  # two days' worth new is not a sliding week
+    assert q.stability_min_overlap(0) == 0.9  # all history: judged once growth is a tenth
 
 
 def test_recall_at_k_is_a_plain_function():

@@ -44,6 +44,7 @@ class Thresholds:
     min_themes: int
     max_themes: int
     min_theme_stability: float
+    theme_window_days: int = 0  # the stability check judges sliding windows only
     norm_tolerance: float = 1e-3  # float32 vectors of a normalising model
 
     def __post_init__(self) -> None:
@@ -368,11 +369,19 @@ def noise_share(documents: pl.DataFrame, outlier_id: str, maximum: float) -> Out
     return share_at_most(noise, documents.height, maximum, "documents left as outliers")
 
 
-# Stability is judged when at least this share of the window was in the previous one: the promise
-# is about a sliding window (a tenth or so replaced), while a window that more than doubled (the
-# first days of the data) or was mostly replaced is a new population whose themes are meant to
-# change, and a refit there is right to move documents.
-MIN_STABILITY_OVERLAP = 0.5
+def stability_min_overlap(window_days: int) -> float:
+    """The share of a window's items that must have been in the previous window for its
+    stability to be judged.
+
+    The promise is about a sliding window: a W-day window takes in about 1/W new documents a
+    day. A window with at most 1.5 days' worth new (volume varies day to day), and never more
+    than a tenth new, is sliding and is judged. One taking in more is a different population:
+    the data's first W days, while the window fills (day d of them is 1/d new), or a backlog
+    arriving at once; a refit there is right to move documents.
+    """
+    if window_days <= 0:  # all history: the window only grows, by a tenth at most to judge it
+        return 0.9
+    return max(0.0, min(0.9, 1.0 - 1.5 / window_days))
 
 
 def assignments_kept(
@@ -381,8 +390,11 @@ def assignments_kept(
     minimum: float,
     note: str = "",
     key: str = "chunk_id",
+    min_overlap: float = 0.0,
 ) -> Outcome:
-    """Share of the items (`key`) in both assignments that kept their theme, and the ARI."""
+    """Share of the items (`key`) in both assignments that kept their theme, and the ARI;
+    judged only when at least `min_overlap` of the current items were in the previous run
+    (see `stability_min_overlap`)."""
     if previous is None or previous.height == 0:
         return Outcome(True, note or "first run of this window: nothing to compare", {})
     both = (
@@ -397,12 +409,12 @@ def assignments_kept(
     transitions = moved.group_by("before", "theme_id").len().sort("len", descending=True)
     prefix = f"{note}: " if note else ""
     items = current[key].n_unique()
-    judged = both.height >= MIN_STABILITY_OVERLAP * items
+    judged = both.height >= min_overlap * items
     why = (
         ""
         if judged
         else f"; not judged: only {both.height} of the window's {items} were in the previous "
-        f"one (filling or mostly replaced; judged from {MIN_STABILITY_OVERLAP:.0%})"
+        f"one (filling or mostly replaced; judged from {min_overlap:.0%})"
     )
     return Outcome(
         share >= minimum or not judged,

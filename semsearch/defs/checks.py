@@ -76,6 +76,7 @@ class QualityResource(ConfigurableResource):
     min_themes: int
     max_themes: int
     min_theme_stability: float
+    theme_window_days: int
     profiling: bool
 
     @classmethod
@@ -90,6 +91,7 @@ class QualityResource(ConfigurableResource):
             min_themes=settings.check_min_themes,
             max_themes=settings.check_max_themes,
             min_theme_stability=settings.check_min_theme_stability,
+            theme_window_days=settings.theme_window_days,
             profiling=bool(settings.profiling),
         )
         resource.thresholds()  # out-of-range settings fail here, when definitions load
@@ -278,13 +280,16 @@ RULES: tuple[Rule, ...] = (
         Severity.WARN,
         "Of the documents in both this window and the previous one, at least "
         "SEMSEARCH_CHECK_MIN_THEME_STABILITY keep their theme id (the ARI between the two "
-        "windows is in the metadata); the first window is compared with its previous run.",
+        "windows is in the metadata); the first window is compared with its previous run. "
+        "Judged once the window slides (at most 1.5 days' worth of it new, and at most a tenth): "
+        "a window still filling is a new population.",
         lambda p: q.assignments_kept(
             p.theme_documents,
             p.previous_assignments,
             p.limits.min_theme_stability,
             p.previous_note,
             key="doc_id",
+            min_overlap=q.stability_min_overlap(p.limits.theme_window_days),
         ),
     ),
     # theme_assignments
