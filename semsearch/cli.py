@@ -1,14 +1,18 @@
-"""The `semsearch` command line: demo, run, search, themes, backfill, maintain, ui, serve."""
+"""The `semsearch` command line: demo, run, search, themes, eval, backfill, maintain, ui, serve."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import textwrap
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from semsearch.config import Settings
 from semsearch.core.search_options import DEFAULT_MODE, MODES
@@ -111,6 +115,71 @@ def cmd_themes(args: argparse.Namespace, settings: Settings) -> int:
     documents = sum(t.size for t in found)
     print(f"themes of the window {first} .. {last} ({documents} documents; size = documents):")
     _print_themes(found)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    return {"retrieval": cmd_eval_retrieval, "themes": cmd_eval_themes}[args.eval_command](
+        args, settings
+    )
+
+
+def _write_report(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"report: {path}")
+
+
+def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.evaluate import retrieval_table, run_retrieval_eval
+
+    if args.corpus is None and args.home is None:
+        raise ValueError("give --corpus (ingested into a scratch home) or --home (evaluated as is)")
+    modes = tuple(dict.fromkeys(args.mode)) if args.mode else MODES
+    home = args.home or Path(tempfile.mkdtemp(prefix="semsearch-eval-"))
+    try:
+        with _progress() as progress:
+            report = run_retrieval_eval(
+                settings, args.queries, args.qrels, args.corpus, home, modes, progress
+            )
+    except RuntimeError as exc:
+        print(f"semsearch: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.home is None:
+            shutil.rmtree(home, ignore_errors=True)
+    where = "a scratch home" if args.home is None else str(home)
+    print(
+        f"{report['queries_evaluated']} queries over {report['documents_indexed']} documents "
+        f"({where}), top {report['k']} documents per query:"
+    )
+    print(retrieval_table(report))
+    if report["judged_documents_not_indexed"]:
+        print(
+            f"note: {report['judged_documents_not_indexed']} judged documents are not in the "
+            "index (another corpus?)"
+        )
+    _write_report(report, args.report)
+    return 0
+
+
+def cmd_eval_themes(args: argparse.Namespace, settings: Settings) -> int:
+    from semsearch.evaluate import evaluate_themes
+
+    field = args.labels or settings.eval_label_field
+    if not field:
+        raise ValueError("give --labels FIELD (a metadata key) or set SEMSEARCH_EVAL_LABEL_FIELD")
+    report = evaluate_themes(settings, field, args.day)
+    first, last = report["window"]
+    print(
+        f"themes of the window {first} .. {last} against {field!r}: {report['documents']} "
+        f"documents, {report['labelled']} labelled"
+    )
+    names = ("v_measure", "homogeneity", "completeness", "ari", "noise_share")
+    print("  ".join(f"{n.replace('_', ' ')} {report[n]:.4f}" for n in names), end="")
+    print(f"  themes {report['themes']}")
+    if args.report:
+        _write_report(report, args.report)
     return 0
 
 
@@ -324,6 +393,49 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _eval_parser(sub) -> None:
+    evaluate = sub.add_parser("eval", help="measure retrieval and themes against judgements")
+    kinds = evaluate.add_subparsers(dest="eval_command", required=True, parser_class=_Parser)
+    retrieval = kinds.add_parser(
+        "retrieval",
+        help="nDCG@10, Recall@100 and MRR@10 per mode on a BEIR-format set",
+        description="Ingest a BEIR corpus through the pipeline (into a scratch home, or --home), "
+        "run every judged query through search, print the metrics per mode side by side and "
+        "write a JSON report.",
+    )
+    retrieval.add_argument("--corpus", type=Path, help="corpus.jsonl (_id or id, title, text)")
+    retrieval.add_argument("--queries", type=Path, required=True, help="queries.jsonl")
+    retrieval.add_argument(
+        "--qrels", type=Path, required=True, help="qrels TSV: query-id, corpus-id, score"
+    )
+    retrieval.add_argument(
+        "--mode",
+        action="append",
+        choices=MODES,
+        help="a search mode to evaluate; repeat for several (default: every mode)",
+    )
+    retrieval.add_argument(
+        "--home",
+        type=Path,
+        help="evaluation home: with --corpus, ingested there and kept (a re-run reuses it); "
+        "without, evaluated as it is",
+    )
+    retrieval.add_argument(
+        "--report",
+        type=Path,
+        default=Path("eval-retrieval.json"),
+        help="where to write the JSON report (default eval-retrieval.json)",
+    )
+    themes = kinds.add_parser(
+        "themes", help="V-measure, homogeneity, completeness, ARI of the themes against labels"
+    )
+    themes.add_argument(
+        "--labels", help="metadata key holding each document's label (SEMSEARCH_EVAL_LABEL_FIELD)"
+    )
+    themes.add_argument("--day", type=iso_day, help="the window's last day (default the latest)")
+    themes.add_argument("--report", type=Path, help="also write the figures as JSON here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="semsearch", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -353,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     themes = sub.add_parser("themes", help="list the themes of the latest (or a given) window")
     themes.add_argument("--day", type=iso_day, help="the window's last day, YYYY-MM-DD")
+    _eval_parser(sub)
     backfill = sub.add_parser(
         "backfill", help="re-materialize every daily asset for a range of days"
     )
@@ -387,6 +500,7 @@ COMMANDS = {
     "run": cmd_run,
     "search": cmd_search,
     "themes": cmd_themes,
+    "eval": cmd_eval,
     "ui": cmd_ui,
     "backfill": cmd_backfill,
     "maintain": cmd_maintain,

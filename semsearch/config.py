@@ -131,6 +131,11 @@ class Settings:
     check_min_themes: int = 1
     check_max_themes: int = 200
     check_min_theme_stability: float = 0.8  # assignments a re-run of the same window keeps
+    # A labelled evaluation set: the metadata key holding each document's label (e.g. a ticket
+    # category). When set, the themes asset records how well its themes agree with the labels
+    # (eval_v_measure etc.) and themes/label_agreement warns below the V-measure floor.
+    eval_label_field: str = ""
+    check_min_v_measure: float = 0.4  # measured: README "Evaluation"
     profiling: int = 0  # 1: null counts, length distributions, metadata breakdowns as metadata
     # Alerts: a Slack-compatible incoming webhook. Read through Dagster's EnvVar, so the UI
     # shows the variable's name, never the URL; empty: alerts go to the log and table only.
@@ -270,6 +275,7 @@ class Settings:
 
     def _validate_themes(self) -> None:
         shares = (
+            "check_min_v_measure",
             "theme_min_cluster_share",
             "theme_member_quantile",
             "theme_drift_margin",

@@ -90,6 +90,15 @@ def clean_days(tmp_path_factory):
     return settings, results
 
 
+@pytest.fixture
+def home(clean_days, monkeypatch):
+    """The session's materialized home (read only), as the environment names it."""
+    settings = clean_days[0]
+    monkeypatch.setenv("SEMSEARCH_HOME", settings.home)
+    monkeypatch.setenv("SEMSEARCH_PARTITIONS_START", settings.partitions_start)
+    return settings
+
+
 @pytest.fixture(scope="module")
 def served(clean_days):
     """(base URL, settings) of a real uvicorn server over the three clean days."""

@@ -9,6 +9,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+from dagster import AssetKey, FloatMetadataValue
+from dagster._core.event_api import PartitionKeyFilter  # how the UI asks for one day's checks
 
 from semsearch.core import quality as q
 from semsearch.defs.checks import RULES
@@ -27,10 +29,12 @@ from semsearch.storage.vector_index import VectorIndex
 from semsearch_tests.ops_support import (
     DAYS,
     QUIET,
+    check_key,
     copy_home,
     evaluations,
     materialized,
     ops_settings,
+    partition_statuses,
     run_checks_only,
     run_day,
     sample_records,
@@ -327,6 +331,38 @@ def test_profiling_adds_statistics_only_when_switched_on(clean, tmp_path):
     assert profile["rows"].value > 0
     assert "text" in profile["lengths"].value
     assert "category" in profile["metadata"].value
+
+
+def test_label_agreement_is_recorded_and_warns_below_the_floor_as_the_ui_reads_it(clean, tmp_path):
+    plain = {s.name for c in build_definitions(clean[0]).asset_checks for s in c.check_specs}
+    assert "label_agreement" not in plain  # no labelled evaluation set configured
+    settings = copy_home(clean[0], tmp_path).replace(
+        eval_label_field="category", check_min_v_measure=0.99
+    )
+    defs = build_definitions(settings)
+    key, day = check_key("themes/label_agreement"), DAY.isoformat()
+    with temp_instance(tmp_path) as instance:
+        result = run_checks_only(defs, instance, DAY, "themes", downstream=THEME_ASSETS)
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [key], partition_filter=PartitionKeyFilter(key=day)
+        )[key]
+        statuses = partition_statuses(instance, defs, key)
+        recorded = instance.get_latest_materialization_event(AssetKey("themes"))
+    evaluation = latest.event.asset_check_evaluation
+    assert (latest.partition, evaluation.passed, evaluation.severity.value) == (day, False, "WARN")
+    assert statuses == {"FAILED": {day}}
+    assert "SEMSEARCH_CHECK_MIN_V_MEASURE" in defs.resolve_asset_graph().get(key).description
+    metadata = recorded.asset_materialization.metadata
+    assert recorded.asset_materialization.partition == day
+    assert isinstance(metadata["eval_v_measure"], FloatMetadataValue)
+    v_measure = metadata["eval_v_measure"].value
+    assert 0.0 < v_measure < 0.99
+    assert evaluation.metadata["v_measure"].value == v_measure
+    assert f"V-measure {v_measure:.3f}" in evaluation.description
+    for name in ("homogeneity", "completeness", "ari"):
+        assert metadata[f"eval_{name}"].value == evaluation.metadata[name].value, name
+    assert metadata["eval_labelled_documents"].value == evaluation.metadata["labelled"].value > 0
+    assert materialized(result) == set(THEME_ASSETS)  # a warning blocks nothing
 
 
 def test_assignments_kept_counts_only_chunks_present_in_both_runs():

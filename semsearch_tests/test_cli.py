@@ -38,15 +38,6 @@ def semsearch(*args: str, env: dict, timeout: float = 300) -> subprocess.Complet
     )
 
 
-@pytest.fixture
-def home(clean_days, monkeypatch):
-    """The session's materialized home (read only here), as the environment names it."""
-    settings = clean_days[0]
-    monkeypatch.setenv("SEMSEARCH_HOME", settings.home)
-    monkeypatch.setenv("SEMSEARCH_PARTITIONS_START", settings.partitions_start)
-    return settings
-
-
 def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, text

@@ -17,6 +17,8 @@ from typing import Any
 
 import polars as pl
 
+from semsearch.core.evaluation import ThemeScores
+
 EXAMPLES = 5  # offending ids shown per failed rule
 
 
@@ -45,6 +47,7 @@ class Thresholds:
     max_themes: int
     min_theme_stability: float
     theme_window_days: int = 0  # the stability check judges sliding windows only
+    min_v_measure: float = 0.0  # of the themes against the labelled evaluation set
     norm_tolerance: float = 1e-3  # float32 vectors of a normalising model
 
     def __post_init__(self) -> None:
@@ -53,6 +56,7 @@ class Thresholds:
             "max_dead_letter_share",
             "min_ann_recall",
             "max_noise_share",
+            "min_v_measure",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a share in [0, 1]")
@@ -104,6 +108,8 @@ class PartitionInputs:
     previous_note: str = ""
     window_chunks: int = 0  # embedded chunks in the theme window
     theme_documents: pl.DataFrame | None = None  # one assignment row per document
+    label_scores: ThemeScores | None = None  # the window's themes against the evaluation labels
+    label_error: str = ""  # why there are no label scores (the label key is missing)
     nothing_to_check: str = ""  # set by a loader: every rule passes, saying why
 
 
@@ -367,6 +373,19 @@ def count_between(count: int, low: int, high: int, what: str) -> Outcome:
 def noise_share(documents: pl.DataFrame, outlier_id: str, maximum: float) -> Outcome:
     noise = documents.filter(pl.col("theme_id") == outlier_id).height
     return share_at_most(noise, documents.height, maximum, "documents left as outliers")
+
+
+def label_agreement(scores: ThemeScores | None, minimum: float, error: str = "") -> Outcome:
+    """The themes' V-measure against the evaluation labels is at least `minimum`."""
+    if scores is None:
+        return Outcome(False, error or "no label scores", {"minimum": minimum})
+    return Outcome(
+        scores.v_measure >= minimum,
+        f"V-measure {scores.v_measure:.3f} against the labels of {scores.labelled} documents "
+        f"(at least {minimum}; homogeneity {scores.homogeneity:.3f}, completeness "
+        f"{scores.completeness:.3f}, ARI {scores.ari:.3f})",
+        {**scores.as_dict(), "minimum": minimum},
+    )
 
 
 def stability_min_overlap(window_days: int) -> float:

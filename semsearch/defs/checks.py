@@ -77,6 +77,7 @@ class QualityResource(ConfigurableResource):
     max_themes: int
     min_theme_stability: float
     theme_window_days: int
+    min_v_measure: float
     profiling: bool
 
     @classmethod
@@ -92,6 +93,7 @@ class QualityResource(ConfigurableResource):
             max_themes=settings.check_max_themes,
             min_theme_stability=settings.check_min_theme_stability,
             theme_window_days=settings.theme_window_days,
+            min_v_measure=settings.check_min_v_measure,
             profiling=bool(settings.profiling),
         )
         resource.thresholds()  # out-of-range settings fail here, when definitions load
@@ -310,6 +312,18 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
+# Only where a labelled evaluation set is configured (SEMSEARCH_EVAL_LABEL_FIELD).
+LABEL_RULES: tuple[Rule, ...] = (
+    Rule(
+        THEMES_ASSET,
+        "label_agreement",
+        Severity.WARN,
+        "The window's themes agree with the labelled evaluation set (the metadata key "
+        "SEMSEARCH_EVAL_LABEL_FIELD): V-measure at or above SEMSEARCH_CHECK_MIN_V_MEASURE.",
+        lambda p: q.label_agreement(p.label_scores, p.limits.min_v_measure, p.label_error),
+    ),
+)
+
 PROFILE_RULES: tuple[Rule, ...] = (
     _profile_rule(RAW_TABLE, ["text", "title"], lambda p: p.documents),
     _profile_rule(CHUNKS_TABLE, ["text"], lambda p: p.chunks),
@@ -406,12 +420,21 @@ def _probes(index: VectorIndex, pipeline: PipelineResource, sample: pl.DataFrame
     return probes
 
 
-def _load_themes(inputs: PartitionInputs, storage: StorageResource, **_) -> None:
+def _load_themes(
+    inputs: PartitionInputs, storage: StorageResource, pipeline: PipelineResource, **_
+) -> None:
     tables = storage.tables()
     inputs.themes = tables.read_partition(THEMES_TABLE, inputs.day, THEMES)
     if inputs.themes.height == 0:
         inputs.nothing_to_check = NO_WINDOW
         return
+    if pipeline.eval_label_field:
+        try:
+            inputs.label_scores = themes_store.window_label_scores(
+                tables, inputs.day, pipeline.eval_label_field
+            )
+        except ValueError as exc:  # no document has the key: say which keys there are
+            inputs.label_error = str(exc)
     inputs.assignments = themes_store.window_assignments(tables, inputs.day)
     inputs.theme_documents = inputs.assignments.unique("doc_id").sort("doc_id")
     previous = themes_store.latest_window_before(tables, inputs.day)
@@ -550,10 +573,11 @@ def build_freshness_checks(deadline_hour: int) -> list[AssetChecksDefinition]:
 
 
 def build_checks(
-    partitions: PartitionsDefinition, profiling: bool = False
+    partitions: PartitionsDefinition, profiling: bool = False, labelled: bool = False
 ) -> list[AssetChecksDefinition]:
-    """One check op per asset from `RULES` (plus profiles when switched on)."""
-    rules = RULES + (PROFILE_RULES if profiling else ())
+    """One check op per asset from `RULES` (plus profiles and the label agreement when
+    switched on)."""
+    rules = RULES + (LABEL_RULES if labelled else ()) + (PROFILE_RULES if profiling else ())
     assets = list(dict.fromkeys(rule.asset for rule in rules))
     # Per-partition check specs are a preview API in dagster 1.13; we rely on them so each
     # day's check status and history is its own (and alerts name the day). Silenced here only.

@@ -76,7 +76,12 @@ def build_definitions(settings: Settings) -> Definitions:
     freshness = build_freshness_checks(settings.freshness_deadline_hour)
     return Definitions(
         assets=[ingest_landing_files, *sources, *daily_assets],
-        asset_checks=[*build_checks(partitions, bool(settings.profiling)), *freshness],
+        asset_checks=[
+            *build_checks(
+                partitions, bool(settings.profiling), labelled=bool(settings.eval_label_field)
+            ),
+            *freshness,
+        ],
         jobs=jobs,
         # One process per run, not per step: the steps of a day form a chain, and a process per
         # step would load the embedding model once for every step (and check) that needs it.

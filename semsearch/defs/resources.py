@@ -114,6 +114,7 @@ class PipelineResource(ConfigurableResource):
     theme_trend_recent_days: int
     theme_trend_ratio: float
     theme_trend_min_documents: int
+    eval_label_field: str  # a metadata key of labels to score the themes against; "": none
     numba_cache_dir: str
 
     @classmethod

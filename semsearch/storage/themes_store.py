@@ -7,6 +7,7 @@ of the document id. Nothing here collects the window's vectors at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterator
@@ -20,16 +21,19 @@ from deltalake import DeltaTable
 from deltalake.schema import Field as DeltaField
 from deltalake.schema import Schema as DeltaSchema
 
+from semsearch.core.evaluation import ThemeScores, theme_scores
 from semsearch.core.themes import OUTLIERS, Documents, Theme, ThemeResult
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import (
     ASSIGNMENTS_TABLE,
     CHUNKS,
     CHUNKS_TABLE,
+    DOCUMENTS,
     EMBEDDINGS,
     EMBEDDINGS_TABLE,
     LABELS_TABLE,
     PARTITION_COLUMN,
+    RAW_TABLE,
     THEME_ASSIGNMENTS,
     THEME_LABELS,
     THEME_TRENDS,
@@ -325,6 +329,42 @@ def clear_window(tables: DeltaTables, day: date) -> None:
 
 def window_assignments(tables: DeltaTables, day: date) -> pl.DataFrame:
     return tables.read_partition(ASSIGNMENTS_TABLE, day, THEME_ASSIGNMENTS)
+
+
+def labelled_window(tables: DeltaTables, day: date, field: str) -> pl.DataFrame:
+    """One row per document of the window ending at `day`: doc_id, theme_id and the value of
+    metadata key `field` (a string; null where the document has none). Raises ValueError,
+    listing the keys that exist, when no document of the window has `field`."""
+    documents = (
+        window_assignments(tables, day)
+        .unique("doc_id")
+        .select("doc_id", "theme_id", pl.col("document_date").alias(PARTITION_COLUMN))
+    )
+    if documents.height == 0:
+        return documents.select("doc_id", "theme_id", label=pl.lit(None, pl.String))
+    first, last = documents[PARTITION_COLUMN].min(), documents[PARTITION_COLUMN].max()
+    raw = tables.read_days(RAW_TABLE, first, last, DOCUMENTS).select(
+        "doc_id", PARTITION_COLUMN, "metadata"
+    )
+    joined = documents.join(raw, on=["doc_id", PARTITION_COLUMN], how="left")
+    parsed = [json.loads(m) if m else {} for m in joined["metadata"].to_list()]
+    labels = [None if p.get(field) is None else str(p[field]) for p in parsed]
+    if all(label is None for label in labels):
+        keys = sorted({k for p in parsed for k in p})
+        raise ValueError(
+            f"no document of the window ending {day} has the metadata key {field!r}; "
+            f"the keys are: {', '.join(keys) or 'none'}"
+        )
+    return joined.select("doc_id", "theme_id").with_columns(
+        label=pl.Series(labels, dtype=pl.String)
+    )
+
+
+def window_label_scores(tables: DeltaTables, day: date, field: str) -> ThemeScores:
+    """The themes of the window ending at `day` against the labels in metadata key `field`
+    (ValueError, naming the keys there are, when no document of the window has it)."""
+    labelled = labelled_window(tables, day, field)
+    return theme_scores(labelled["theme_id"].to_list(), labelled["label"].to_list(), OUTLIERS)
 
 
 def write_trends(tables: DeltaTables, day: date, trends: pl.DataFrame) -> None:

@@ -18,6 +18,7 @@ from dagster import (
     AssetSpec,
     DailyPartitionsDefinition,
     MaterializeResult,
+    MetadataValue,
     TimeWindowPartitionMapping,
     multi_asset,
 )
@@ -143,6 +144,7 @@ def build_themes(partitions: DailyPartitionsDefinition, theme_window_days: int) 
             assignments = themes_store.assignment_rows(tables, info, result)
             themes_store.write_window(tables, info, result, assignments)
         stability = _stability(previous, result)
+        evaluation = _label_metadata(tables, day, pipeline.eval_label_field)
         yield MaterializeResult(
             asset_key=AssetKey(THEMES_TABLE),
             metadata={
@@ -163,6 +165,7 @@ def build_themes(partitions: DailyPartitionsDefinition, theme_window_days: int) 
                 ),
                 "noise_share": round(result.noise_share, 3),
                 **stability,
+                **evaluation,
                 "theme_table": _theme_table(result),
                 **table_metadata(storage, THEMES_TABLE),
                 **timer.metadata(),
@@ -227,6 +230,24 @@ def _stability(previous: themes_store.PreviousWindow | None, result: ThemeResult
         "stability_kept": outcome.metadata.get("share_kept", 1.0),
         "stability_ari": outcome.metadata.get("ari", 1.0),
         "stability_compared": outcome.metadata.get("compared", 0),
+    }
+
+
+EVAL_FLOATS = ("v_measure", "homogeneity", "completeness", "ari")
+
+
+def _label_metadata(tables: DeltaTables, day: date, label_field: str) -> dict:
+    """eval_* metadata when a labelled evaluation set is configured: plotted per day in the UI."""
+    if not label_field:
+        return {}
+    try:
+        scores = themes_store.window_label_scores(tables, day, label_field)
+    except ValueError as exc:
+        return {"eval_label_field": label_field, "eval_error": str(exc)}
+    return {
+        "eval_label_field": label_field,
+        **{f"eval_{name}": MetadataValue.float(getattr(scores, name)) for name in EVAL_FLOATS},
+        "eval_labelled_documents": MetadataValue.int(scores.labelled),
     }
 
 
