@@ -6,7 +6,7 @@ One SparkSession for the session (local[2,2]: two cores, a task may fail once an
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +27,24 @@ from semsearch.storage.schemas import (
     CHUNKS,
     CHUNKS_TABLE,
     DEAD_LETTER_TABLE,
+    DOCUMENTS,
     EMBEDDING_CACHE,
     EMBEDDING_DEAD_LETTER,
     EMBEDDINGS,
     EMBEDDINGS_TABLE,
+    RAW_TABLE,
 )
 from semsearch_tests.conftest import write_jsonl
 
 DAY = date(2026, 3, 2)
 STAGES = ["raw_documents", "chunks", *OUTPUT_TABLES, "vector_index"]
+# Each compared table: schema, sort key, and the columns saying when a row was written.
 TABLES = {
-    CHUNKS_TABLE: (CHUNKS, ["chunk_id"]),
-    EMBEDDINGS_TABLE: (EMBEDDINGS, ["chunk_id"]),
-    CACHE_TABLE: (EMBEDDING_CACHE, ["cache_key"]),
-    DEAD_LETTER_TABLE: (EMBEDDING_DEAD_LETTER, ["chunk_id"]),
+    RAW_TABLE: (DOCUMENTS, ["doc_id"], ["ingested_at"]),
+    CHUNKS_TABLE: (CHUNKS, ["chunk_id"], []),
+    EMBEDDINGS_TABLE: (EMBEDDINGS, ["chunk_id"], []),
+    CACHE_TABLE: (EMBEDDING_CACHE, ["cache_key"], ["created_at"]),
+    DEAD_LETTER_TABLE: (EMBEDDING_DEAD_LETTER, ["chunk_id"], ["first_seen", "last_seen"]),
 }
 
 
@@ -70,6 +74,14 @@ def records(banking77: list[dict]) -> list[dict]:
     return [d | {"created_at": f"{DAY}T12:00:00Z"} for d in docs]
 
 
+def later_records(banking77: list[dict]) -> list[dict]:
+    """Landed after `records`: a new version of d1 (it wins) and d2 moved to the next day."""
+    return [
+        {"id": "d1", "text": banking77[300]["text"], "created_at": f"{DAY}T18:00:00Z"},
+        {"id": "d2", "text": banking77[2]["text"], "created_at": f"{DAY + timedelta(1)}T09:00:00Z"},
+    ]
+
+
 def run(settings: Settings, instance, spark=None, raise_on_error=True):
     resources = build_resources(settings)
     materialize([ingest_landing_files], resources=resources, instance=instance)
@@ -87,10 +99,9 @@ def run(settings: Settings, instance, spark=None, raise_on_error=True):
 
 
 def table(settings: Settings, name: str) -> pl.DataFrame:
-    schema, key = TABLES[name]
+    schema, key, write_times = TABLES[name]
     frame = DeltaTables(settings.tables_path).scan(name, schema).collect().sort(key)
-    drop = [c for c in ("created_at", "first_seen", "last_seen") if c in frame.columns]
-    return frame.drop(drop)
+    return frame.drop(write_times)
 
 
 def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
@@ -107,6 +118,7 @@ def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
 def homes(tmp_path: Path, banking77, engine: str) -> Settings:
     settings = Settings(home=str(tmp_path / engine), partitions_start="2026-01-01", engine=engine)
     write_jsonl(settings.landing_path / "a.jsonl", records(banking77))
+    write_jsonl(settings.landing_path / "b.jsonl", later_records(banking77))
     return settings
 
 
@@ -116,12 +128,15 @@ def test_spark_engine_writes_what_the_local_engine_writes(tmp_path, spark, banki
     result = run(on_spark, instance)
     for name in TABLES:
         assert_same(table(local, name), table(on_spark, name))
-    assert table(on_spark, CHUNKS_TABLE).height > 42  # the long document has several chunks
+    assert table(on_spark, CHUNKS_TABLE).height > 41  # the long document has several chunks
+    documents = table(on_spark, RAW_TABLE)
+    assert documents.height == 41 and "d2" not in documents["doc_id"]  # d2 moved a day on
+    assert documents.filter(pl.col("doc_id") == "d1")["source_file"].to_list() == ["b.jsonl"]
     events = result.get_asset_materialization_events()
     engines = {
         e.asset_key.to_user_string(): e.materialization.metadata.get("engine") for e in events
     }
-    assert engines[CHUNKS_TABLE].value == engines[EMBEDDINGS_TABLE].value == "spark"
+    assert {engines[n].value for n in (RAW_TABLE, CHUNKS_TABLE, EMBEDDINGS_TABLE)} == {"spark"}
     for query in ("my card has not arrived", "why was I charged twice"):
         hits = [[h.chunk_id for h in searcher_for(s).search(query, k=5)] for s in (local, on_spark)]
         assert hits[0] == hits[1]
@@ -177,7 +192,7 @@ def test_failed_commit_leaves_orphan_files_only_and_a_rerun_equals_a_clean_run(
 
 def test_tasks_spark_retries_duplicate_nothing(tmp_path, spark, banking77, instance, clean_local):
     settings = homes(tmp_path, banking77, "spark")
-    spark.conf.set(FAIL_FIRST_ATTEMPT, "chunks,embed,embeddings")
+    spark.conf.set(FAIL_FIRST_ATTEMPT, "raw,chunks,embed,embeddings")
     try:
         assert run(settings, instance).success
     finally:
@@ -185,5 +200,5 @@ def test_tasks_spark_retries_duplicate_nothing(tmp_path, spark, banking77, insta
     for name in TABLES:
         assert_same(table(clean_local, name), table(settings, name))
     # Each failed first attempt wrote a file before failing: it is in the folder, not the table.
-    for name in (CHUNKS_TABLE, EMBEDDINGS_TABLE, CACHE_TABLE):
+    for name in (RAW_TABLE, CHUNKS_TABLE, EMBEDDINGS_TABLE, CACHE_TABLE):
         assert data_files(settings, name) - committed_files(settings, name)
