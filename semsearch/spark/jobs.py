@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_TASK = 4096  # rows a task chunks or embeds, at most about
 STAGING = "_staging"  # under a table's folder: files of a run that no commit names
-# Spark conf naming jobs (comma-separated: chunks, embed, dead, embeddings) whose first task
+# Spark conf naming jobs (comma-separated: raw, chunks, embed, dead, embeddings) whose first task
 # fails on its first attempt after writing its file (tests of Spark's task retries); unset in
 # production.
 FAIL_FIRST_ATTEMPT = "spark.semsearch.failFirstAttempt"
@@ -142,11 +142,15 @@ def read_table(spark, tables: DeltaTables, name: str, schema: pa.Schema, day: da
     uris = file_uris(tables, name, day)
     partitioned = PARTITION_COLUMN in schema.names and day is not None
     data = pa.schema([f for f in schema if not (partitioned and f.name == PARTITION_COLUMN)])
-    frame = (
-        spark.read.schema(_spark_schema(data)).parquet(*uris)
-        if uris
-        else spark.createDataFrame([], _spark_schema(data))
-    )
+    if not uris:
+        frame = spark.createDataFrame([], _spark_schema(data))
+    elif PARTITION_COLUMN in schema.names and day is None:
+        # Every day's files: the day of each comes from its folder (partition_date=<day>/,
+        # the layout deltalake and `write_parts` write), typed by the schema.
+        reader = spark.read.schema(_spark_schema(data)).option("basePath", tables.uri(name))
+        frame = reader.parquet(*uris).select(*data.names)
+    else:
+        frame = spark.read.schema(_spark_schema(data)).parquet(*uris)
     if partitioned:
         frame = frame.withColumn(PARTITION_COLUMN, F.lit(day))
     return frame
@@ -156,7 +160,7 @@ def _tasks(spark, rows: int) -> int:
     return max(spark.sparkContext.defaultParallelism, math.ceil(rows / ROWS_PER_TASK))
 
 
-def _write(spark, frame, tables: DeltaTables, name: str, schema: pa.Schema, day, job: str):
+def write_files(spark, frame, tables: DeltaTables, name: str, schema: pa.Schema, day, job: str):
     """Executors write `frame`'s rows as Parquet parts of table `name`; returns the parts."""
     fail = job in _failing_jobs(spark)
     writer = write_parts(tables.uri(name), schema, day)
@@ -220,7 +224,7 @@ def chunk_day(spark, tables: DeltaTables, day: date, spec: ChunkSpec, backend: B
         .mapInArrow(chunk, _spark_schema(data_schema))
         .withColumn(PARTITION_COLUMN, F.lit(day))
     )
-    parts = _write(spark, chunks, tables, CHUNKS_TABLE, CHUNKS, day, "chunks")
+    parts = write_files(spark, chunks, tables, CHUNKS_TABLE, CHUNKS, day, "chunks")
     commit(tables, CHUNKS_TABLE, CHUNKS, parts, day)
     written = read_table(spark, tables, CHUNKS_TABLE, CHUNKS, day)
     counts = written.groupBy("token_count").count().toArrow()
@@ -406,7 +410,9 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
             F.lit(now).alias("last_seen"),
         )
     )
-    dead_parts = _write(spark, dead, tables, DEAD_LETTER_TABLE, EMBEDDING_DEAD_LETTER, day, "dead")
+    dead_parts = write_files(
+        spark, dead, tables, DEAD_LETTER_TABLE, EMBEDDING_DEAD_LETTER, day, "dead"
+    )
     if dead_parts or tables.exists(DEAD_LETTER_TABLE):
         commit(tables, DEAD_LETTER_TABLE, EMBEDDING_DEAD_LETTER, dead_parts, day)
     vectors = _cache_vectors(spark, tables, day_keys)
@@ -418,7 +424,7 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
         F.lit(facts.dimension).cast("int").alias("dimension"),
         "vector",
     )
-    parts = _write(spark, embedded, tables, EMBEDDINGS_TABLE, EMBEDDINGS, day, "embeddings")
+    parts = write_files(spark, embedded, tables, EMBEDDINGS_TABLE, EMBEDDINGS, day, "embeddings")
     commit(tables, EMBEDDINGS_TABLE, EMBEDDINGS, parts, day)
     retried_ids = keyed.join(earlier.select("chunk_id"), "chunk_id", "left_semi")
     retried = retried_ids.count()

@@ -28,11 +28,11 @@ def build_pipeline_assets(
 ) -> list[AssetsDefinition]:
     """The date-partitioned assets, in pipeline order; the theme window shapes the themes' deps.
 
-    `engine` ("local" or "spark") runs chunks and embeddings in this process or as Spark jobs;
-    the assets, ids and tables are the same either way.
+    `engine` ("local" or "spark") runs raw_documents, chunks and embeddings in this process or
+    as Spark jobs; the assets, ids and tables are the same either way.
     """
     return [
-        build_raw_documents(partitions, sources),
+        build_raw_documents(partitions, sources, engine),
         build_chunks(partitions, engine),
         build_embeddings(partitions, engine),
         build_vector_index(partitions),
