@@ -174,8 +174,14 @@ def cmd_eval_themes(args: argparse.Namespace, settings: Settings) -> int:
         f"themes of the window {first} .. {last} against {field!r}: {report['documents']} "
         f"documents, {report['labelled']} labelled"
     )
-    names = ("v_measure", "homogeneity", "completeness", "ari", "noise_share")
-    print("  ".join(f"{n.replace('_', ' ')} {report[n]:.4f}" for n in names), end="")
+    names = {
+        "v_measure": "V-measure",
+        "homogeneity": "homogeneity",
+        "completeness": "completeness",
+        "ari": "ARI",
+        "noise_share": "noise share",
+    }
+    print("  ".join(f"{shown} {report[n]:.4f}" for n, shown in names.items()), end="")
     print(f"  themes {report['themes']}")
     if args.report:
         _write_report(report, args.report)
