@@ -133,10 +133,9 @@ def _write_report(report: dict, path: Path) -> None:
 def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.evaluate import retrieval_table, run_retrieval_eval
 
-    if args.corpus is None and args.home is None:
-        raise ValueError("give --corpus (ingested into a scratch home) or --home (evaluated as is)")
     modes = tuple(dict.fromkeys(args.mode)) if args.mode else MODES
-    home = args.home or Path(tempfile.mkdtemp(prefix="semsearch-eval-"))
+    scratch = args.corpus is not None and args.home is None
+    home = Path(tempfile.mkdtemp(prefix="semsearch-eval-")) if scratch else args.home
     try:
         with _progress() as progress:
             report = run_retrieval_eval(
@@ -146,9 +145,9 @@ def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"semsearch: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        if args.home is None:
+        if scratch:
             shutil.rmtree(home, ignore_errors=True)
-    where = "a scratch home" if args.home is None else str(home)
+    where = "a scratch home" if scratch else report["home"]
     print(
         f"{report['queries_evaluated']} queries over {report['documents_indexed']} documents "
         f"({where}), top {report['k']} documents per query:"
@@ -175,8 +174,14 @@ def cmd_eval_themes(args: argparse.Namespace, settings: Settings) -> int:
         f"themes of the window {first} .. {last} against {field!r}: {report['documents']} "
         f"documents, {report['labelled']} labelled"
     )
-    names = ("v_measure", "homogeneity", "completeness", "ari", "noise_share")
-    print("  ".join(f"{n.replace('_', ' ')} {report[n]:.4f}" for n in names), end="")
+    names = {
+        "v_measure": "V-measure",
+        "homogeneity": "homogeneity",
+        "completeness": "completeness",
+        "ari": "ARI",
+        "noise_share": "noise share",
+    }
+    print("  ".join(f"{shown} {report[n]:.4f}" for n, shown in names.items()), end="")
     print(f"  themes {report['themes']}")
     if args.report:
         _write_report(report, args.report)
@@ -417,8 +422,9 @@ def _eval_parser(sub) -> None:
     retrieval.add_argument(
         "--home",
         type=Path,
-        help="evaluation home: with --corpus, ingested there and kept (a re-run reuses it); "
-        "without, evaluated as it is",
+        help="evaluation home: with --corpus, the corpus is ingested there and kept (a re-run "
+        "reuses it; default: a scratch home, removed after); without --corpus, this home is "
+        "evaluated as it is (default: the configured SEMSEARCH_HOME)",
     )
     retrieval.add_argument(
         "--report",

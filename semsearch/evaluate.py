@@ -89,15 +89,20 @@ def indexed_documents(settings: Settings) -> set[str]:
 
 
 def prepare_home(
-    base: Settings, home: Path, corpus: Path | None, progress: Progress | None = None
+    base: Settings, home: Path | None, corpus: Path | None, progress: Progress | None = None
 ) -> EvalHome:
     """An evaluation home: with `corpus`, land it in `home` and run the pipeline there (days
-    already materialized from the same corpus are not run again); without, `home` as it is."""
+    already materialized from the same corpus are not run again); without, `home` as it is
+    (None: the configured home, `base`)."""
     from semsearch.runner import open_instance, run_pipeline
 
     if corpus is None:
-        settings = base.replace(home=str(home))
+        settings = base
+        if home is not None:
+            settings = base.replace(home=str(home), landing_dir="", tables_dir="", lance_uri="")
         return EvalHome(settings, False, len(indexed_documents(settings)))
+    if home is None:
+        raise ValueError("an evaluation corpus needs a home to be ingested into")
     settings = eval_settings(base, home)
     _land_corpus(settings, corpus)
     # The evaluation home's own Dagster instance: its runs never mix with another home's.
@@ -131,7 +136,9 @@ def evaluate_retrieval(
         log.warning("%d judged queries are not in the queries file: %s", len(missing), missing[:5])
     searcher = searcher_for(settings)
     if searcher.index.table() is None:
-        raise ValueError(f"nothing is indexed in {settings.home}: give --corpus to ingest one")
+        raise ValueError(
+            f"nothing is indexed in {settings.home}: give --corpus to ingest an evaluation corpus"
+        )
     searcher.search(next(iter(judged.values())), 1)  # load the model and open the index first
     report: dict = {"k": k, "queries_evaluated": len(judged), "modes": {}, "per_query": {}}
     for mode in modes:
@@ -181,7 +188,7 @@ def run_retrieval_eval(
     queries_path: Path,
     qrels_path: Path,
     corpus: Path | None,
-    home: Path,
+    home: Path | None,
     modes: tuple[str, ...] = MODES,
     progress: Progress | None = None,
 ) -> dict:
@@ -191,7 +198,7 @@ def run_retrieval_eval(
     if prepared.failed_days:
         raise RuntimeError(
             f"the pipeline did not complete days {', '.join(prepared.failed_days)} of the "
-            f"evaluation home {home}: see `semsearch run` there"
+            f"evaluation home {prepared.settings.home}: see `semsearch run` there"
         )
     report = evaluate_retrieval(prepared.settings, queries, qrels, modes)
     s = prepared.settings
@@ -200,7 +207,7 @@ def run_retrieval_eval(
         "corpus": str(corpus) if corpus else None,
         "queries": str(queries_path),
         "qrels": str(qrels_path),
-        "home": str(home),
+        "home": prepared.settings.home,
         "ingested": prepared.ingested,
         "documents_indexed": prepared.documents,
         "settings": {

@@ -67,10 +67,11 @@ def test_eval_retrieval_ingests_a_beir_subset_and_reports_every_mode(
     }
 
 
-def test_eval_retrieval_without_corpus_or_home_is_one_line_error(scifact_subset, capsys):
+def test_eval_retrieval_of_a_home_with_nothing_indexed_says_so(scifact_subset, tmp_path, capsys):
     _, queries, qrels = scifact_subset
-    assert main(["eval", "retrieval", "--queries", str(queries), "--qrels", str(qrels)]) == 2
-    assert "--corpus" in capsys.readouterr().err
+    args = ["eval", "retrieval", "--queries", str(queries), "--qrels", str(qrels)]
+    assert main([*args, "--home", str(tmp_path / "empty")]) == 2
+    assert "nothing is indexed" in capsys.readouterr().err
 
 
 def test_eval_themes_scores_the_latest_window_against_a_label_column(home, tmp_path, capsys):

@@ -36,6 +36,14 @@ NOT_RUN = {
     # Installs system packages; the browser test itself runs with the suite.
     "sudo apt-get install -y chromium chromium-driver",
     ".venv/bin/python -m pytest -q semsearch_tests/test_serve_browser.py",
+    # Ingest the 5,183 SciFact documents (half an hour on 2 busy cores); the same command on a
+    # 120-document subset, then again on the home it kept, is test_eval_commands.py.
+    ".venv/bin/semsearch eval retrieval --corpus ../shared/datasets/scifact/corpus.jsonl "
+    "--queries ../shared/datasets/scifact/queries.jsonl --qrels "
+    "../shared/datasets/scifact/qrels/test.tsv --home /tmp/scifact-home --report scifact.json",
+    ".venv/bin/semsearch eval retrieval --queries ../shared/datasets/scifact/queries.jsonl "
+    "--qrels ../shared/datasets/scifact/qrels/test.tsv --home /tmp/scifact-home --mode vector "
+    "--report scifact-again.json",
 }
 
 
