@@ -7,6 +7,7 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 import pytest
+from lancedb.index import FTS
 
 from semsearch.core.metrics import recall_at_k
 from semsearch.storage.schemas import index_schema
@@ -170,3 +171,47 @@ def test_a_warm_index_sees_a_day_written_by_another_process(tmp_path, vectors):
     writer.table().add(rows(vectors[:1], DAYS[2], "openai/other"))
     with pytest.raises(IndexModelMismatchError, match="openai/other"):
         warm.check_model("local/test")
+
+
+def test_a_day_is_replaced_in_one_commit_and_its_new_rows_are_found_through_every_index(
+    tmp_path, vectors
+):
+    index = VectorIndex(str(tmp_path))
+    params = AnnParams(min_rows=500, rows_per_partition=100)
+    for day, part in zip(DAYS, np.array_split(np.arange(900), 3), strict=True):
+        index.replace_partition(day, rows(vectors[part], day), "local/test")
+    assert "built" in index.maintain_ann_index(params)
+    index.table().create_index("text", config=FTS(), replace=True)
+    indexes_before = sorted(i.name for i in index.table().list_indices())
+    version = index.table().version
+
+    fresh = rows(vectors[2000:2100], DAYS[1], prefix="new")
+    fresh = fresh.set_column(
+        fresh.schema.get_field_index("text"), "text", pa.array(["zebra crossing"] * 100)
+    )
+    stats = index.replace_partition(DAYS[1], fresh, "local/test")
+
+    assert index.table().version == version + 1  # delete of the day + add: one commit
+    assert (stats.inserted, stats.updated, stats.deleted) == (100, 0, 300)
+    assert sorted(i.name for i in index.table().list_indices()) == indexes_before
+    on_day = index.table().search().where("partition_date = date '2024-01-02'").limit(1000)
+    assert set(on_day.to_arrow()["chunk_id"].to_pylist()) == set(fresh["chunk_id"].to_pylist())
+    assert index.search(vectors[2050], 1, None, params)["chunk_id"].to_pylist() == [
+        f"new{DAYS[1].isoformat()}-50"
+    ]
+    keyword = index.table().search("zebra", query_type="fts").limit(1000).to_arrow()
+    assert keyword.num_rows == 100
+    assert index.count_rows() == 700
+
+
+def test_a_chunk_that_moved_day_is_not_left_behind_in_its_old_day(tmp_path, vectors):
+    index = VectorIndex(str(tmp_path))
+    index.replace_partition(DAYS[0], rows(vectors[:5], DAYS[0], prefix="same"), "local/test")
+    moved = rows(vectors[:2], DAYS[0], prefix="same").set_column(
+        2, "partition_date", pa.array([DAYS[1]] * 2, pa.date32())
+    )
+    stats = index.replace_partition(DAYS[1], moved, "local/test")
+    assert (stats.inserted, stats.updated, stats.deleted) == (0, 2, 0)
+    ids = index.table().to_arrow()["chunk_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 5
+    assert index.count_rows("partition_date = date '2024-01-02'") == 2

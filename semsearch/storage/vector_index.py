@@ -9,9 +9,12 @@ import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from lance.fragment import write_fragments
 from lancedb.index import BTree, IvfHnswSq, LabelList
 
 from semsearch.core.filters import sql_literal
@@ -61,6 +64,8 @@ def day_filter(day: date) -> str:
 # Scalar indexes: the day and the tags make filters cheap to evaluate and count; the key makes
 # the day's merge look rows up instead of joining the whole table.
 SCALAR_INDEXES = {"partition_date": BTree, "metadata_tags": LabelList, "chunk_id": BTree}
+# chunk_ids per IN (...) lookup of rows that moved day (the chunk_id BTree answers each).
+_IDS_PER_LOOKUP = 5000
 ANN_PREFIX = "vector_ivf_"  # + the row count at build time: the name records it
 _ANN_NAME = re.compile(rf"^{ANN_PREFIX}(\d+)$")
 
@@ -145,19 +150,69 @@ class VectorIndex:
                 if table is None:
                     raise
         self.check_model(model_id)
-        result = (
-            table.merge_insert("chunk_id")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .when_not_matched_by_source_delete(day_filter(day))
-            .execute(rows)
+        return self._swap_rows(table, rows, day_filter(day))
+
+    def _swap_rows(self, table, rows: pa.Table, where: str) -> WriteStats:
+        """Delete the rows matching `where` (and any row whose chunk_id arrives in `rows`, so a
+        chunk that moved day is not left behind twice) and add `rows`, as ONE Lance commit.
+
+        The rows to delete are found through the scalar indexes (partition_date, chunk_id), not
+        by a join over the table: the cost is the day's rows, whatever the table's size. The
+        commit is a single `Update` transaction (deletion vectors on the touched fragments plus
+        the new fragments), so a reader sees the old day or the new day, never a mix. The
+        existing indexes stay valid: deleted rows are masked out of them, and the new
+        fragments are searched as unindexed rows until `maintain_ann_index` folds them in.
+        """
+        dataset = table.to_lance()
+        new_ids = pc.unique(rows.column("chunk_id"))
+        old = dataset.to_table(columns=["chunk_id"], filter=where, with_row_address=True)
+        moved = self._rows_with_ids(dataset, new_ids, exclude=where)
+        old_ids = pc.unique(old.column("chunk_id"))
+        updated = int(pc.sum(pc.is_in(new_ids, old_ids)).as_py() or 0)
+        doomed = np.concatenate(
+            [old.column("_rowaddr").to_numpy(), moved.column("_rowaddr").to_numpy()]
+        ).astype(np.uint64)
+        removed, changed = [], []
+        for fragment_id in np.unique(doomed >> np.uint64(32)):
+            offsets = doomed[(doomed >> np.uint64(32)) == fragment_id] & np.uint64(0xFFFFFFFF)
+            fragment = dataset.get_fragment(int(fragment_id))
+            kept = fragment.delete_rows(sorted(int(o) for o in offsets))
+            if kept is None:
+                removed.append(int(fragment_id))
+            else:
+                changed.append(kept)
+        added = write_fragments(rows, dataset, schema=dataset.schema) if rows.num_rows else []
+        operation = lance.LanceOperation.Update(
+            removed_fragment_ids=removed, updated_fragments=changed, new_fragments=added
         )
+        lance.LanceDataset.commit(dataset, operation, read_version=dataset.version)
+        table.checkout_latest()
         return WriteStats(
-            result.num_inserted_rows,
-            result.num_updated_rows,
-            result.num_deleted_rows,
-            table.count_rows(),
+            inserted=rows.num_rows - updated - moved.num_rows,
+            updated=updated + moved.num_rows,
+            deleted=old.num_rows - updated,
+            total_rows=table.count_rows(),
         )
+
+    @staticmethod
+    def _rows_with_ids(dataset, ids: pa.Array, exclude: str) -> pa.Table:
+        """Rows outside `exclude` holding one of `ids` (the chunk_id BTree finds them)."""
+        found = []
+        values = ids.to_pylist()
+        for start in range(0, len(values), _IDS_PER_LOOKUP):
+            batch = ", ".join(sql_literal(v) for v in values[start : start + _IDS_PER_LOOKUP])
+            found.append(
+                dataset.to_table(
+                    columns=["chunk_id"],
+                    filter=f"chunk_id IN ({batch}) AND NOT ({exclude})",
+                    with_row_address=True,
+                )
+            )
+        if not found:
+            return pa.table(
+                {"chunk_id": pa.array([], pa.string()), "_rowaddr": pa.array([], pa.uint64())}
+            )
+        return pa.concat_tables(found)
 
     def delete_partition(self, day: date) -> int:
         table = self.table()
