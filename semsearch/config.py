@@ -87,6 +87,9 @@ class Settings:
     # Vector index.
     lance_table: str = INDEX_TABLE
     ann_min_rows: int = 100_000  # exact search below this many rows
+    # A local sentence-transformers CrossEncoder folder that reranks every search's top
+    # candidates; empty: no reranking.
+    reranker_path: str = ""
 
     # Themes (measured defaults: benchmarks/bench_themes.py, README "Themes").
     theme_window_days: int = 30  # 0: all history up to the partition

@@ -7,8 +7,10 @@ anything heavy loads.
 from __future__ import annotations
 
 MAX_K = 1000  # results per query: more is an export, not a search
-MODES = ("vector",)
-DEFAULT_MODE = "vector"
+# vector: by meaning (cosine); keyword: by words (BM25, LanceDB's full-text index); hybrid: the
+# two ranked lists fused by reciprocal rank (see README, "Search modes", for why).
+MODES = ("hybrid", "vector", "keyword")
+DEFAULT_MODE = "hybrid"
 MAX_QUERY_CHARS = 4000  # the model reads ~250 tokens; a longer "query" is a pasted document
 UNITS = ("document", "chunk")  # a hit is a document (its best passage) or one chunk
 

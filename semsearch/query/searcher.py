@@ -21,7 +21,9 @@ from semsearch.config import Settings
 from semsearch.core.backends import build_backend
 from semsearch.core.embedding import EmbeddingBackend
 from semsearch.core.filters import FilterError, SearchFilter
+from semsearch.core.fusion import rrf
 from semsearch.core.highlight import term_spans
+from semsearch.core.reranking import RERANK_CANDIDATES, Reranker, build_reranker
 from semsearch.core.search_options import DEFAULT_MODE, MAX_K, check_query
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
@@ -30,7 +32,9 @@ from semsearch.storage.vector_index import AnnParams, VectorIndex
 
 @dataclass(frozen=True)
 class SearchHit:
-    score: float  # cosine similarity, 1 is identical
+    # vector: cosine similarity (1 is identical); keyword: BM25; hybrid: the fused
+    # reciprocal-rank score (comparable within one result list only)
+    score: float
     partition_date: date
     doc_id: str
     chunk_id: str
@@ -70,6 +74,7 @@ class Searcher:
         self._backend: EmbeddingBackend | None = None
         self._lock = threading.Lock()
         self._metadata_keys: tuple[int, frozenset[str]] | None = None  # (index version, keys)
+        self._reranker: Reranker | None = None
 
     @property
     def backend(self) -> EmbeddingBackend:
@@ -77,6 +82,14 @@ class Searcher:
             if self._backend is None:
                 self._backend = build_backend(self.settings, Settings.embedding_api_key())
             return self._backend
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The configured reranker (SEMSEARCH_RERANKER_PATH), loaded once; None when off."""
+        with self._lock:
+            if self._reranker is None and self.settings.reranker_path:
+                self._reranker = build_reranker(self.settings.reranker_path)
+            return self._reranker
 
     def embed_query(self, query: str) -> np.ndarray:
         result = self.backend.embed([query])
@@ -95,36 +108,41 @@ class Searcher:
         unit: str = "document",
         exact: bool = False,
     ) -> list[SearchHit]:
-        """Rank indexed documents (or chunks) by meaning; filters are validated and quoted."""
+        """Rank indexed documents (or chunks) by meaning (`vector`), words (`keyword`) or both
+        fused (`hybrid`); filters are validated, quoted and applied before the top k."""
         check_query(query, k, mode, unit)
         search_filter = SearchFilter.parse(since, until, where)
         self._check_filter_keys(search_filter)
-        self.index.check_model(self.backend.model_id)
-        vector = self.embed_query(query)
-        where_sql = search_filter.to_sql()
-        if unit == "chunk":
-            rows = self._ranked_chunks(vector, k, where_sql, exact)
-            return self._hits(query, rows, {r["chunk_id"]: 1 for r in rows})
-        return self._document_hits(query, vector, k, where_sql, exact)
-
-    def _ranked_chunks(self, vector, limit: int, where_sql, exact: bool) -> list[dict]:
-        return self.index.search(vector, limit, where_sql, self.ann_params, exact=exact).to_pylist()
-
-    def _document_hits(self, query, vector, k: int, where_sql, exact: bool) -> list[SearchHit]:
-        """The best passage of each of the top k documents."""
-        limit = k * CHUNKS_PER_DOCUMENT
+        table = self.index.snapshot()  # one version for every leg of the query
+        if table is None:
+            return []
+        vector = None
+        if mode in ("vector", "hybrid"):
+            self.index.check_model(self.backend.model_id)
+            vector = self.embed_query(query)
+        legs = _Legs(self, table, query, vector, mode, search_filter.to_sql(), exact)
+        reranker = self.reranker
+        wanted = max(k, RERANK_CANDIDATES) if reranker else k
+        limit = wanted * CHUNKS_PER_DOCUMENT if unit == "document" else wanted
         while True:
-            rows = self._ranked_chunks(vector, limit, where_sql, exact)
-            best, matched = _collapse_to_documents(rows)
-            if len(best) >= k or len(rows) < limit or limit >= MAX_K * CHUNKS_PER_DOCUMENT:
-                return self._hits(query, best[:k], matched)
+            ranked, full = legs.rank(limit)
+            rows, matched = _fuse(ranked, unit)
+            if len(rows) >= wanted or not full or limit >= MAX_K * CHUNKS_PER_DOCUMENT:
+                break
             limit *= 2
+        if reranker:
+            scores = reranker.scores(query, [r["text"] for r in rows[:wanted]])
+            rows = [
+                r | {"_rank_score": score}
+                for r, score in sorted(zip(rows, scores, strict=False), key=lambda pair: -pair[1])
+            ]
+        return self._hits(query, rows[:k], matched)
 
     def _hits(self, query: str, rows: list[dict], matched: dict[str, int]) -> list[SearchHit]:
         themes = self.themes_for_chunks([r["chunk_id"] for r in rows])
         return [
             SearchHit(
-                score=round(1.0 - float(r["_distance"]), 4),
+                score=round(float(r["_rank_score"]), 6),
                 partition_date=r["partition_date"],
                 doc_id=r["doc_id"],
                 chunk_id=r["chunk_id"],
@@ -230,14 +248,71 @@ class Searcher:
         return scan.sort(["partition_date", "chunk_id"]).collect()
 
 
-def _collapse_to_documents(rows: list[dict]) -> tuple[list[dict], dict[str, int]]:
-    """Ranked chunks -> each document's best chunk, in rank order, and chunks matched per best."""
+@dataclass
+class _Legs:
+    """The ranked chunk lists a query's mode asks for, read from one table version."""
+
+    searcher: Searcher
+    table: object
+    query: str
+    vector: np.ndarray | None
+    mode: str
+    where_sql: str | None
+    exact: bool
+
+    def rank(self, limit: int) -> tuple[list[list[dict]], bool]:
+        """Each leg's top `limit` chunks (best first, `_rank_score` set), and whether any leg
+        filled its limit (more may exist)."""
+        legs = []
+        if self.mode in ("vector", "hybrid"):
+            index, params = self.searcher.index, self.searcher.ann_params
+            found = index.search(self.vector, limit, self.where_sql, params, self.exact, self.table)
+            legs.append([r | {"_rank_score": 1.0 - r["_distance"]} for r in found.to_pylist()])
+        if self.mode in ("keyword", "hybrid"):
+            found = self.searcher.index.keyword_search(
+                self.query, limit, self.where_sql, self.table
+            )
+            legs.append([r | {"_rank_score": r["_score"]} for r in found.to_pylist()])
+        return legs, any(len(leg) >= limit for leg in legs)
+
+
+def _collapse_to_documents(rows: list[dict]) -> list[dict]:
+    """Ranked chunks -> each document's best (first) chunk, in rank order."""
     best: dict[str, dict] = {}
-    counts: dict[str, int] = {}
-    for row in rows:  # ranked best first, so the first chunk of a document is its best
+    for row in rows:
         best.setdefault(row["doc_id"], row)
-        counts[row["doc_id"]] = counts.get(row["doc_id"], 0) + 1
-    return list(best.values()), {r["chunk_id"]: counts[r["doc_id"]] for r in best.values()}
+    return list(best.values())
+
+
+def _fuse(legs: list[list[dict]], unit: str) -> tuple[list[dict], dict[str, int]]:
+    """The ranked rows (chunks, or documents as their best chunk) of one or more legs, and each
+    returned chunk's count of its document's chunks among the ranked passages.
+
+    Two legs are fused by reciprocal rank over the unit returned (documents rank as
+    documents, so a document found by meaning in one passage and by words in another gets
+    both); a document's passage is its best chunk in the chunk-level fusion.
+    """
+    chunks = legs[0] if len(legs) == 1 else _rrf_rows(legs)
+    chunk_count: dict[str, set[str]] = {}
+    for leg in legs:
+        for row in leg:
+            chunk_count.setdefault(row["doc_id"], set()).add(row["chunk_id"])
+    if unit == "chunk":
+        return chunks, {r["chunk_id"]: len(chunk_count[r["doc_id"]]) for r in chunks}
+    if len(legs) == 1:
+        documents = _collapse_to_documents(chunks)
+    else:
+        passage = {r["doc_id"]: r for r in reversed(chunks)}  # the best chunk wins
+        fused = rrf([[r["doc_id"] for r in _collapse_to_documents(leg)] for leg in legs])
+        documents = [passage[doc_id] | {"_rank_score": score} for doc_id, score in fused]
+    return documents, {r["chunk_id"]: len(chunk_count[r["doc_id"]]) for r in documents}
+
+
+def _rrf_rows(legs: list[list[dict]]) -> list[dict]:
+    """Chunk rows fused by reciprocal rank, `_rank_score` the fused score."""
+    row_of = {r["chunk_id"]: r for leg in reversed(legs) for r in leg}
+    fused = rrf([[r["chunk_id"] for r in leg] for leg in legs])
+    return [row_of[chunk_id] | {"_rank_score": score} for chunk_id, score in fused]
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,4 +1,5 @@
-"""The LanceDB vector index: one row per chunk, cosine distance, replaced a partition at a time."""
+"""The LanceDB index: one row per chunk, cosine distance on the vector and a native full-text
+(BM25) index on the text, replaced a partition at a time."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from lance.fragment import write_fragments
-from lancedb.index import BTree, IvfHnswSq, LabelList
+from lancedb.index import FTS, BTree, IvfHnswSq, LabelList
 
 from semsearch.core.filters import sql_literal
 from semsearch.storage.schemas import INDEX_TABLE
@@ -63,7 +64,15 @@ def day_filter(day: date) -> str:
 
 # Scalar indexes: the day and the tags make filters cheap to evaluate and count; the key makes
 # the day's merge look rows up instead of joining the whole table.
-SCALAR_INDEXES = {"partition_date": BTree, "metadata_tags": LabelList, "chunk_id": BTree}
+# The full-text index on `text` (LanceDB's native inverted index, BM25; English stemming and
+# stop words) answers keyword search. A chunk's text already starts with its document's title
+# (`document_text`), so the title is searchable without a second index.
+SCALAR_INDEXES = {
+    "partition_date": BTree,
+    "metadata_tags": LabelList,
+    "chunk_id": BTree,
+    "text": lambda: FTS(language="English", stem=True, remove_stop_words=True, ascii_folding=True),
+}
 # chunk_ids per IN (...) lookup of rows that moved day (the chunk_id BTree answers each).
 _IDS_PER_LOOKUP = 5000
 ANN_PREFIX = "vector_ivf_"  # + the row count at build time: the name records it
@@ -91,6 +100,7 @@ class VectorIndex:
         self._table = None
         self._lock = threading.Lock()
         self._model_checked: tuple[int, str] | None = None  # (table version, model id) passed
+        self._snapshot: tuple[int, object] | None = None  # (version, table checked out at it)
 
     def table(self):
         with self._lock:
@@ -99,6 +109,20 @@ class VectorIndex:
                     return None
                 self._table = self._db.open_table(self.table_name)
             return self._table
+
+    def snapshot(self):
+        """The table fixed at its latest version: every read through it sees that one version
+        (both legs of a hybrid query rank the same rows). One handle per version, reused."""
+        table = self.table()
+        if table is None:
+            return None
+        version = table.version
+        with self._lock:
+            if self._snapshot is None or self._snapshot[0] != version:
+                pinned = self._db.open_table(self.table_name)
+                pinned.checkout(version)
+                self._snapshot = (version, pinned)
+            return self._snapshot[1]
 
     def count_rows(self, where: str | None = None) -> int:
         table = self.table()
@@ -228,6 +252,7 @@ class VectorIndex:
         if table is None:
             return 0, 0
         before = len(table.list_versions())
+        self.ensure_scalar_indexes()  # a home indexed before an index existed gets it here
         table.optimize(cleanup_older_than=cleanup_older_than)
         return before, len(table.list_versions())
 
@@ -237,11 +262,16 @@ class VectorIndex:
             return []
         return [i.name for i in table.list_indices() if i.index_type.upper().startswith("IVF")]
 
-    def has_ann_index(self) -> bool:
-        return bool(self.ann_index_names())
+    def has_ann_index(self, table=None) -> bool:
+        table = table or self.table()
+        return table is not None and any(
+            i.index_type.upper().startswith("IVF") for i in table.list_indices()
+        )
 
     def ensure_scalar_indexes(self) -> list[str]:
-        """Create the scalar indexes the table lacks (filters, counts, the day's merge)."""
+        """Create the scalar and full-text indexes the table lacks (filters, counts, the day's
+        merge, keyword search). Rows written after an index was last updated are still searched
+        (LanceDB scans them flat) until `optimize` folds them in."""
         table = self.table()
         if table is None:
             return []
@@ -286,28 +316,36 @@ class VectorIndex:
         partitions = params.num_partitions(rows)
         return f"ann (IVF_HNSW_SQ {what} over {rows} rows, {partitions} partitions)"
 
-    def plan(self, where: str | None, params: AnnParams, exact: bool = False) -> str:
+    def plan(self, where: str | None, params: AnnParams, exact: bool = False, table=None) -> str:
         """How a query with this filter is answered: "exact" (flat over the matching rows) or
         "ann" (IVF with the filter applied before the probe)."""
-        if exact or not self.has_ann_index():
+        table = table or self.table()
+        if exact or table is None or not self.has_ann_index(table):
             return "exact"
-        if where and self.count_rows(where) <= params.exact_filter_rows:
+        if where and table.count_rows(where) <= params.exact_filter_rows:
             return "exact"  # the scalar indexes count the matches without a scan
         return "ann"
 
     def search(
-        self, vector: np.ndarray, k: int, where: str | None, params: AnnParams, exact: bool = False
+        self,
+        vector: np.ndarray,
+        k: int,
+        where: str | None,
+        params: AnnParams,
+        exact: bool = False,
+        table=None,
     ) -> pa.Table:
         """The k nearest rows among those matching `where`: the true top k for a selective
-        filter (exact over its rows), ANN with the filter applied first otherwise."""
-        table = self.table()
+        filter (exact over its rows), ANN with the filter applied first otherwise. `table`: a
+        `snapshot()` to read (default: the latest version)."""
+        table = table or self.table()
         if table is None:
             return pa.table({})
         query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
         query = query.distance_type(METRIC).limit(k)
         if where:
             query = query.where(where, prefilter=True)
-        if self.plan(where, params, exact) == "exact":
+        if self.plan(where, params, exact, table) == "exact":
             query = query.bypass_vector_index()
         else:
             # HNSW needs ef >= the candidates it hands to the refine step (k x refine_factor).
@@ -315,4 +353,15 @@ class VectorIndex:
             query = query.nprobes(params.nprobes).ef(ef).refine_factor(params.refine_factor)
             if where:  # keep probing past nprobes until k matching rows are found
                 query = query.maximum_nprobes(0)
+        return query.to_arrow()
+
+    def keyword_search(self, text: str, k: int, where: str | None, table=None) -> pa.Table:
+        """The k rows whose text best matches `text` by BM25 (`_score`, higher is better) among
+        those matching `where`, filtered before the top k is taken."""
+        table = table or self.table()
+        if table is None:
+            return pa.table({})
+        query = table.search(text, query_type="fts", fts_columns="text").limit(k)
+        if where:
+            query = query.where(where, prefilter=True)
         return query.to_arrow()
