@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 import polars as pl
+from deltalake import DeltaTable
 
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
@@ -23,6 +24,7 @@ class ChunkThemes:
         self._lock = threading.Lock()
         self._versions: tuple[int | None, int | None] | None = None
         self._lookup: dict[str, tuple[str, str]] = {}
+        self._open: dict[str, DeltaTable] = {}  # kept open: a version check reads new log only
 
     def lookup(self, chunk_ids: list[str]) -> dict[str, tuple[str, str]]:
         if not chunk_ids:
@@ -31,12 +33,23 @@ class ChunkThemes:
         return {c: current[c] for c in chunk_ids if c in current}
 
     def _current(self) -> dict[str, tuple[str, str]]:
-        versions = (self.tables.version(ASSIGNMENTS_TABLE), self.tables.version(THEMES_TABLE))
         with self._lock:
+            versions = (self._version(ASSIGNMENTS_TABLE), self._version(THEMES_TABLE))
             if versions != self._versions:
                 self._lookup = self._read(versions)
                 self._versions = versions
             return self._lookup
+
+    def _version(self, name: str) -> int | None:
+        table = self._open.get(name)
+        if table is None:
+            table = self.tables.table(name)
+            if table is None:
+                return None
+            self._open[name] = table
+        else:
+            table.update_incremental()
+        return table.version()
 
     def _read(self, versions: tuple[int | None, int | None]) -> dict[str, tuple[str, str]]:
         assignments, themes = versions
