@@ -25,6 +25,7 @@ from semsearch.core.fusion import rrf
 from semsearch.core.highlight import term_spans
 from semsearch.core.reranking import RERANK_CANDIDATES, Reranker, build_reranker
 from semsearch.core.search_options import DEFAULT_MODE, MAX_K, check_query
+from semsearch.query.chunk_themes import ChunkThemes
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
 from semsearch.storage.vector_index import AnnParams, VectorIndex
@@ -71,6 +72,7 @@ class Searcher:
         self.index = VectorIndex(settings.lance_path, settings.lance_table)
         self.tables = DeltaTables(settings.tables_path)
         self.ann_params = AnnParams(min_rows=settings.ann_min_rows)
+        self.chunk_themes = ChunkThemes(self.tables)
         self._backend: EmbeddingBackend | None = None
         self._lock = threading.Lock()
         self._metadata_keys: tuple[int, frozenset[str]] | None = None  # (index version, keys)
@@ -180,33 +182,9 @@ class Searcher:
             )
 
     def themes_for_chunks(self, chunk_ids: list[str]) -> dict[str, tuple[str, str]]:
-        """Each chunk's theme and label in the latest window that clustered it."""
-        if not chunk_ids:
-            return {}
-        assigned = (
-            self.tables.scan(ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS)
-            .filter(pl.col("chunk_id").is_in(chunk_ids))
-            .sort("partition_date", descending=True)
-            .unique(subset="chunk_id", keep="first")
-            .collect()
-        )
-        labels = (
-            self.tables.scan(THEMES_TABLE, THEMES)
-            .select("partition_date", "theme_id", "label")
-            .join(
-                assigned.lazy().select("partition_date", "theme_id").unique(),
-                on=["partition_date", "theme_id"],
-            )
-            .collect()
-        )
-        label_of = {(d, t): lbl for d, t, lbl in labels.iter_rows()}
-        return {
-            row["chunk_id"]: (
-                row["theme_id"],
-                label_of.get((row["partition_date"], row["theme_id"]), ""),
-            )
-            for row in assigned.iter_rows(named=True)
-        }
+        """Each chunk's theme and label in the latest window that clustered it (an in-memory
+        lookup, re-read only when the theme tables' versions move)."""
+        return self.chunk_themes.lookup(chunk_ids)
 
     def themes(self, day: str | date | None = None) -> list[ThemeSummary]:
         """The themes of the window ending at `day` (default: the latest day with documents;
