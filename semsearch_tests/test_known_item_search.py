@@ -104,8 +104,10 @@ def test_queries_and_k_out_of_bounds_are_refused_clearly(indexed, query, k, mess
 
 def test_document_results_hold_each_document_once_and_chunks_stay_available(indexed):
     query = "loading a dataset fails with an error"
-    documents = search(query, k=10, settings=indexed)
-    chunks = search(query, k=40, unit="chunk", settings=indexed)
+    # Vector mode: its documents are its chunk ranking collapsed (hybrid fuses documents as
+    # documents; test_search_modes covers collapse in every mode).
+    documents = search(query, k=10, settings=indexed, mode="vector")
+    chunks = search(query, k=40, unit="chunk", settings=indexed, mode="vector")
     assert len(documents) == 10 and len({h.doc_id for h in documents}) == 10
     # The documents are the chunk ranking collapsed: each one's first (best) chunk, in order.
     first_chunk_of = {}

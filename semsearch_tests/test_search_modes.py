@@ -211,3 +211,15 @@ def test_a_missing_reranker_folder_is_an_error_naming_the_setting(searcher, tmp_
     missing = Searcher(searcher.settings.replace(reranker_path=str(tmp_path / "nope")))
     with pytest.raises(FileNotFoundError, match="SEMSEARCH_RERANKER_PATH"):
         missing.search("refund", mode="keyword")
+
+
+def test_the_day_that_builds_the_ann_index_also_updates_the_keyword_index(
+    tmp_path, corpus, local_backend
+):
+    index = VectorIndex(str(tmp_path / "lance"))
+    _write_day(index, corpus, DAYS[0], local_backend)  # below the ANN threshold
+    day_two = [d for d in corpus if d[1] == DAYS[1]]
+    index.replace_partition(DAYS[1], _rows(day_two, local_backend), local_backend.model_id)
+    index.maintain_ann_index(AnnParams(min_rows=40, rows_per_partition=64))
+    assert index.has_ann_index()
+    assert index.table().index_stats("text_idx").num_unindexed_rows == 0

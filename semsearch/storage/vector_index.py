@@ -311,6 +311,7 @@ class VectorIndex:
         for old in names:  # the old index served searches until now; the new one takes over
             if old != name:
                 table.drop_index(old)
+        table.optimize()  # the day's rows into the full-text index too (else scanned flat)
         log.info("ANN index %s built over %d rows (was %s)", name, rows, names or "none")
         what = "re-partitioned" if names else "built"
         partitions = params.num_partitions(rows)
