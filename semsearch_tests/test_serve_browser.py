@@ -48,7 +48,8 @@ def test_a_search_from_the_page_shows_documents_with_the_passage_marked(browser,
     shown = [h.get_attribute("data-doc-id") for h in hits]
     assert shown == [h.doc_id for h in expected]
     marks = [m.text.lower() for m in browser.find_elements(By.CSS_SELECTOR, ".passage mark")]
-    assert marks and set(marks) <= {"card", "declined", "shop", "my", "was", "at", "the"}
+    # Query words and their inflections ("cards" for "card"), never stop words or other words.
+    assert marks and all(any(m.startswith(w) for w in ("card", "declin", "shop")) for m in marks)
     first = hits[0]
     assert first.find_element(By.CSS_SELECTOR, ".date").text in {d.isoformat() for d in DAYS}
     assert first.find_element(By.CSS_SELECTOR, ".passage").text == expected[0].text
