@@ -133,6 +133,14 @@ def _write_report(report: dict, path: Path) -> None:
 def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.evaluate import retrieval_table, run_retrieval_eval
 
+    for option, path in (
+        ("--corpus", args.corpus),
+        ("--queries", args.queries),
+        ("--qrels", args.qrels),
+    ):
+        if path is not None and not path.is_file():
+            print(f"semsearch: error: {option} {path}: no such file", file=sys.stderr)
+            return 2
     modes = tuple(dict.fromkeys(args.mode)) if args.mode else MODES
     scratch = args.corpus is not None and args.home is None
     home = Path(tempfile.mkdtemp(prefix="semsearch-eval-")) if scratch else args.home

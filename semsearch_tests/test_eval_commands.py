@@ -74,6 +74,14 @@ def test_eval_retrieval_of_a_home_with_nothing_indexed_says_so(scifact_subset, t
     assert "nothing is indexed" in capsys.readouterr().err
 
 
+def test_eval_retrieval_with_a_missing_file_names_the_option(scifact_subset, tmp_path, capsys):
+    _, queries, _ = scifact_subset
+    missing = tmp_path / "qrels.tsv"
+    args = ["eval", "retrieval", "--queries", str(queries), "--qrels", str(missing)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == f"semsearch: error: --qrels {missing}: no such file"
+
+
 def test_eval_themes_scores_the_latest_window_against_a_label_column(home, tmp_path, capsys):
     out_path = tmp_path / "themes.json"
     assert main(["eval", "themes", "--labels", "category", "--report", str(out_path)]) == 0
