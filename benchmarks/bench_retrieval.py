@@ -25,8 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script
 
 from semsearch.config import Settings
+from semsearch.core.evaluation import read_qrels, read_queries, retrieval_scores
+from semsearch.core.fusion import rrf, weighted
 from semsearch.core.search_options import MODES
 from semsearch.evaluate import retrieval_table, run_retrieval_eval
+from semsearch.query import searcher_for
 from semsearch.testing.beir import beir_subset
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared/datasets/scifact"
@@ -62,6 +65,39 @@ def main() -> None:
     out = args.work / f"{name}.json"
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"report: {out}")
+    print("hybrid fusion variants (from the two legs' top 100 documents):")
+    print(
+        fusion_table(
+            Settings.from_env().replace(home=str(args.work / name / "home")), queries, qrels
+        )
+    )
+
+
+def fusion_table(settings: Settings, queries_path: Path, qrels_path: Path) -> str:
+    """nDCG@10 of reciprocal rank fusion (k0 10..100) beside the normalised-score sum (vector
+    weight 0.3..0.7; 0.5 is the product's hybrid), over the same two ranked lists per query."""
+    searcher = searcher_for(settings)
+    qrels = read_qrels(qrels_path)
+    queries = {q: text for q, text in read_queries(queries_path).items() if q in qrels}
+    legs = {
+        mode: {q: [(h.doc_id, h.score) for h in searcher.search(t, k=100, mode=mode)]
+               for q, t in queries.items()}
+        for mode in ("vector", "keyword")
+    }  # fmt: skip
+    variants = {mode: {q: legs[mode][q] for q in queries} for mode in legs}
+    for k0 in (10, 30, 60, 100):
+        variants[f"rrf k0={k0}"] = {
+            q: rrf([[d for d, _ in legs[m][q]] for m in ("vector", "keyword")], k0) for q in queries
+        }
+    for w in (0.3, 0.5, 0.7):
+        variants[f"weighted w={w}"] = {
+            q: weighted(dict(legs["vector"][q]), dict(legs["keyword"][q]), w) for q in queries
+        }
+    lines = []
+    for label, ranked in variants.items():
+        runs = {q: [d for d, _ in pairs[:100]] for q, pairs in ranked.items()}
+        lines.append(f"  {label:16s} nDCG@10 {retrieval_scores(runs, qrels)['ndcg@10']:.4f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,11 @@
 """Pure rank fusion of several ranked result lists (no index, no model).
 
-Inputs are ranked lists of ids, best first. Two fusions are offered so they can be measured
-side by side on several labelled sets before one becomes the hybrid default:
+Inputs are ranked lists of ids, best first:
 
-- ``rrf``: reciprocal rank fusion, score = sum 1 / (k0 + rank). Uses ranks only, so it needs
-  no score calibration between a cosine similarity and a BM25 score.
-- ``weighted``: min-max normalise each list's scores to 0..1, then a weighted sum. Uses score
-  gaps, but its weight is a tuned number.
+- ``weighted``: min-max normalise each list's scores to 0..1, then a weighted sum. Uses the
+  score gaps; the hybrid search mode's fusion (equal weight, `HYBRID_VECTOR_WEIGHT`).
+- ``rrf``: reciprocal rank fusion, score = sum 1 / (k0 + rank). Uses ranks only; the baseline
+  `benchmarks/bench_retrieval.py` measures the hybrid mode against.
 """
 
 from __future__ import annotations

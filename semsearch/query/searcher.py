@@ -21,10 +21,10 @@ from semsearch.config import Settings
 from semsearch.core.backends import build_backend
 from semsearch.core.embedding import EmbeddingBackend
 from semsearch.core.filters import FilterError, SearchFilter
-from semsearch.core.fusion import rrf
+from semsearch.core.fusion import weighted
 from semsearch.core.highlight import term_spans
 from semsearch.core.reranking import RERANK_CANDIDATES, Reranker, build_reranker
-from semsearch.core.search_options import DEFAULT_MODE, MAX_K, check_query
+from semsearch.core.search_options import DEFAULT_MODE, HYBRID_VECTOR_WEIGHT, MAX_K, check_query
 from semsearch.query.chunk_themes import ChunkThemes
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
@@ -33,8 +33,8 @@ from semsearch.storage.vector_index import AnnParams, VectorIndex
 
 @dataclass(frozen=True)
 class SearchHit:
-    # vector: cosine similarity (1 is identical); keyword: BM25; hybrid: the fused
-    # reciprocal-rank score (comparable within one result list only)
+    # vector: cosine similarity (1 is identical); keyword: BM25; hybrid: the fused normalised
+    # score, 0..1 (comparable within one result list only)
     score: float
     partition_date: date
     doc_id: str
@@ -266,11 +266,12 @@ def _fuse(legs: list[list[dict]], unit: str) -> tuple[list[dict], dict[str, int]
     """The ranked rows (chunks, or documents as their best chunk) of one or more legs, and each
     returned chunk's count of its document's chunks among the ranked passages.
 
-    Two legs are fused by reciprocal rank over the unit returned (documents rank as
-    documents, so a document found by meaning in one passage and by words in another gets
-    both); a document's passage is its best chunk in the chunk-level fusion.
+    Two legs (vector, keyword) are fused by an equal-weight sum of their min-max normalised
+    scores (see `HYBRID_VECTOR_WEIGHT`) over the unit returned: documents rank as documents,
+    each leg scoring a document by its best chunk, so a document found by meaning in one
+    passage and by words in another gets both; its passage is its best chunk in either leg.
     """
-    chunks = legs[0] if len(legs) == 1 else _rrf_rows(legs)
+    chunks = legs[0] if len(legs) == 1 else _fused_rows(legs, "chunk_id")
     chunk_count: dict[str, set[str]] = {}
     for leg in legs:
         for row in leg:
@@ -281,16 +282,20 @@ def _fuse(legs: list[list[dict]], unit: str) -> tuple[list[dict], dict[str, int]
         documents = _collapse_to_documents(chunks)
     else:
         passage = {r["doc_id"]: r for r in reversed(chunks)}  # the best chunk wins
-        fused = rrf([[r["doc_id"] for r in _collapse_to_documents(leg)] for leg in legs])
-        documents = [passage[doc_id] | {"_rank_score": score} for doc_id, score in fused]
+        best = [_collapse_to_documents(leg) for leg in legs]
+        documents = [
+            passage[row["doc_id"]] | {"_rank_score": row["_rank_score"]}
+            for row in _fused_rows(best, "doc_id")
+        ]
     return documents, {r["chunk_id"]: len(chunk_count[r["doc_id"]]) for r in documents}
 
 
-def _rrf_rows(legs: list[list[dict]]) -> list[dict]:
-    """Chunk rows fused by reciprocal rank, `_rank_score` the fused score."""
-    row_of = {r["chunk_id"]: r for leg in reversed(legs) for r in leg}
-    fused = rrf([[r["chunk_id"] for r in leg] for leg in legs])
-    return [row_of[chunk_id] | {"_rank_score": score} for chunk_id, score in fused]
+def _fused_rows(legs: list[list[dict]], key: str) -> list[dict]:
+    """The vector and keyword legs' rows fused on `key`, `_rank_score` the fused score."""
+    vector, keyword = ({r[key]: r["_rank_score"] for r in leg} for leg in legs)
+    row_of = {r[key]: r for leg in reversed(legs) for r in leg}
+    fused = weighted(vector, keyword, HYBRID_VECTOR_WEIGHT)
+    return [row_of[item] | {"_rank_score": score} for item, score in fused]
 
 
 @functools.lru_cache(maxsize=8)
