@@ -386,7 +386,7 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from semsearch.ui import serve
 
     extra = args.dagster_args[1:] if args.dagster_args[:1] == ["--"] else args.dagster_args
-    return serve(settings, extra, verbose=args.verbose)
+    return serve(settings, extra, _say, verbose=args.verbose)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -395,7 +395,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.replace(
         serve_host=args.host or settings.serve_host, serve_port=args.port or settings.serve_port
     )
-    return serve(settings)
+    return serve(settings, lambda text: print(text, flush=True))
+
+
+def _say(text: str) -> None:
+    """A line for the person at the terminal, on stderr (stdout stays for results)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 class _Parser(argparse.ArgumentParser):

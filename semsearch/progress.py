@@ -5,6 +5,7 @@ Both write to stderr, so what a command prints on stdout (results, the summary) 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -101,16 +102,26 @@ class _Runs:
         return f"{label} (day {self.days.index(label) + 1}/{len(self.days)})"
 
 
+def _line_logger(stream: TextIO) -> logging.Logger:
+    """A logger writing bare lines to `stream`; outside the logging tree on purpose, so the
+    command's log level (WARNING unless -v) does not hide the progress it asked for."""
+    logger = logging.Logger("semsearch.progress")
+    handler = logging.StreamHandler(stream)  # flushes each line
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
 class LineProgress(Progress):
     """One line per stage that ends (checks only when they fail), one per run that fails."""
 
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+        self.log = _line_logger(stream)
         self.runs = _Runs()
         self.started: dict[tuple[str, str], float] = {}
 
     def _say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        self.log.info(text)
 
     def planned(self, plan: DayPlan) -> None:
         self._say(describe_plan(plan))

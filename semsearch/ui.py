@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -98,7 +98,9 @@ def _describe(run) -> str:
     return f"{run.run_id[:8]} ({run.job_name}{' ' + where if where else ''})"
 
 
-def serve(settings: Settings, args: Sequence[str], verbose: bool = False) -> int:
+def serve(
+    settings: Settings, args: Sequence[str], say: Callable[[str], None], verbose: bool = False
+) -> int:
     home = dagster_home(settings)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     command, url = dev_command(Path("workspace.yaml").resolve(), args, verbose)
@@ -115,11 +117,9 @@ def serve(settings: Settings, args: Sequence[str], verbose: bool = False) -> int
         target=_relay, args=(child.stdout, sys.stderr, stopping, verbose), daemon=True
     )
     relay.start()
-    print(
+    say(
         f"Dagster UI on {url} (DAGSTER_HOME={home}); sensors and backfills run while it is "
-        "open. Ctrl-C stops it.",
-        file=sys.stderr,
-        flush=True,
+        "open. Ctrl-C stops it."
     )
     try:
         # Polled, not one blocking wait: a signal delivered to the relay thread would not
@@ -127,10 +127,10 @@ def serve(settings: Settings, args: Sequence[str], verbose: bool = False) -> int
         while (code := child.poll()) is None:
             time.sleep(POLL_SECONDS)
         relay.join(timeout=5)
-        print(f"semsearch ui: dagster dev exited with code {code}", file=sys.stderr)
+        say(f"semsearch ui: dagster dev exited with code {code}")
         return code or 1
     except KeyboardInterrupt:
-        return _stop(child, stopping, home)
+        return _stop(child, stopping, home, say)
 
 
 def _group_alive(child: subprocess.Popen) -> bool:
@@ -143,7 +143,9 @@ def _group_alive(child: subprocess.Popen) -> bool:
     return True
 
 
-def _stop(child: subprocess.Popen, stopping: threading.Event, home: Path) -> int:
+def _stop(
+    child: subprocess.Popen, stopping: threading.Event, home: Path, say: Callable[[str], None]
+) -> int:
     stopping.set()
     with DagsterInstance.from_config(str(home)) as instance:
         in_flight = _runs_in_flight(instance)
@@ -155,14 +157,12 @@ def _stop(child: subprocess.Popen, stopping: threading.Event, home: Path) -> int
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         ended = [instance.get_run_by_id(r.run_id) for r in in_flight]
-    print("semsearch ui: stopped.", end="", file=sys.stderr)
+    message = "semsearch ui: stopped."
     if ended:
         listed = ", ".join(f"{_describe(r)}: {r.status.value.lower()}" for r in ended if r)
-        print(
+        message += (
             f" Interrupted {len(ended)} run(s) in flight ({listed}); run their days again with "
-            "`semsearch run`, or re-execute them from the UI.",
-            end="",
-            file=sys.stderr,
+            "`semsearch run`, or re-execute them from the UI."
         )
-    print(file=sys.stderr)
+    say(message)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import uvicorn
 
@@ -30,11 +31,12 @@ def one_thread_per_query() -> None:
     torch.set_num_threads(1)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, say: Callable[[str], None]) -> int:
+    """Serve until stopped; `say` tells the person who started it where (the CLI prints it)."""
     check_bind(settings)
     one_thread_per_query()
     app = create_app(settings)
-    print(f"semsearch serve: http://{settings.serve_host}:{settings.serve_port}/", flush=True)
+    say(f"semsearch serve: http://{settings.serve_host}:{settings.serve_port}/")
     uvicorn.run(
         app,
         host=settings.serve_host,
