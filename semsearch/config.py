@@ -121,6 +121,8 @@ class Settings:
     theme_label_base_url: str = ""
     # Compiled numba code (UMAP, HDBSCAN) is kept here so a fresh process does not recompile.
     numba_cache_dir: str = ""  # default: ~/.cache/semsearch/numba
+    # The local model's query encoder exported to ONNX (see core/query_encoder.py) is kept here.
+    onnx_cache_dir: str = ""  # default: ~/.cache/semsearch/onnx
 
     # Operations (checks, alerts, sensors).
     # Check thresholds; each check says in the UI whether it blocks (ERROR) or warns (WARN).
@@ -189,6 +191,10 @@ class Settings:
     def numba_cache_path(self) -> Path:
         # Shared by every home of the user: the compiled code does not depend on the data.
         return Path(self.numba_cache_dir or Path.home() / ".cache/semsearch/numba")
+
+    @property
+    def onnx_cache_path(self) -> Path:
+        return Path(self.onnx_cache_dir or Path.home() / ".cache/semsearch/onnx")
 
     def spark_conf_pairs(self) -> dict[str, str]:
         """SEMSEARCH_SPARK_CONF ("k=v,k=v") as a dict; a malformed item is an error naming it."""

@@ -68,7 +68,7 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        _ = get_searcher().backend  # load the model now, not on the first request
+        _ = get_searcher().query_embedder  # load the model now, not on the first request
         log.info("semsearch serve: model loaded, home %s", settings.home)
         yield
 
