@@ -18,11 +18,12 @@ import polars as pl
 import pyarrow.compute as pc
 
 from semsearch.config import Settings
-from semsearch.core.backends import build_backend
+from semsearch.core.backends import build_backend, build_query_embedder
 from semsearch.core.embedding import EmbeddingBackend
 from semsearch.core.filters import FilterError, SearchFilter
 from semsearch.core.fusion import weighted
 from semsearch.core.highlight import term_spans
+from semsearch.core.query_encoder import QueryEmbedder
 from semsearch.core.reranking import RERANK_CANDIDATES, Reranker, build_reranker
 from semsearch.core.search_options import DEFAULT_MODE, HYBRID_VECTOR_WEIGHT, MAX_K, check_query
 from semsearch.query.chunk_themes import ChunkThemes
@@ -59,6 +60,10 @@ class ThemeSummary:
     chunks: int = 0  # the documents' chunks
 
 
+# Vectors of the most recent distinct queries, kept per process: paging through results, the
+# modes of one question and popular questions skip the model (~15-25 ms a query on one thread).
+RECENT_QUERY_VECTORS = 1024
+
 # Chunks ranked per requested document before collapsing; doubled while too few documents come
 # back (a long document can fill the first pages with its own chunks).
 CHUNKS_PER_DOCUMENT = 4
@@ -74,9 +79,11 @@ class Searcher:
         self.ann_params = AnnParams(min_rows=settings.ann_min_rows)
         self.chunk_themes = ChunkThemes(self.tables)
         self._backend: EmbeddingBackend | None = None
+        self._query_embedder: QueryEmbedder | None = None
         self._lock = threading.Lock()
         self._metadata_keys: tuple[int, frozenset[str]] | None = None  # (index version, keys)
         self._reranker: Reranker | None = None
+        self.embed_query = functools.lru_cache(maxsize=RECENT_QUERY_VECTORS)(self._embed_query)
 
     @property
     def backend(self) -> EmbeddingBackend:
@@ -86,6 +93,15 @@ class Searcher:
             return self._backend
 
     @property
+    def query_embedder(self) -> QueryEmbedder:
+        """One query's text to its vector, built once (see `build_query_embedder`)."""
+        backend = self.backend
+        with self._lock:
+            if self._query_embedder is None:
+                self._query_embedder = build_query_embedder(self.settings, backend)
+            return self._query_embedder
+
+    @property
     def reranker(self) -> Reranker | None:
         """The configured reranker (SEMSEARCH_RERANKER_PATH), loaded once; None when off."""
         with self._lock:
@@ -93,11 +109,11 @@ class Searcher:
                 self._reranker = build_reranker(self.settings.reranker_path)
             return self._reranker
 
-    def embed_query(self, query: str) -> np.ndarray:
-        result = self.backend.embed([query])
-        if not result.indices:
-            raise RuntimeError(f"could not embed the query: {result.failures[0].message}")
-        return result.vectors[0]
+    def _embed_query(self, query: str) -> np.ndarray:
+        """The query's vector (`embed_query` caches it; a failure is raised, not cached)."""
+        vector = self.query_embedder(query)
+        vector.setflags(write=False)  # shared by every caller of the cache
+        return vector
 
     def search(
         self,
@@ -173,6 +189,8 @@ class Searcher:
 
     def _check_filter_keys(self, search_filter: SearchFilter) -> None:
         """A key no document has is a typo, not "nothing matches": say which keys exist."""
+        if not search_filter.where:
+            return
         unknown = sorted(set(search_filter.where) - self.metadata_keys())
         if unknown and self.index.table() is not None:
             known = ", ".join(sorted(self.metadata_keys())) or "none"

@@ -73,6 +73,9 @@ SCALAR_INDEXES = {
     "chunk_id": BTree,
     "text": lambda: FTS(language="English", stem=True, remove_stop_words=True, ascii_folding=True),
 }
+# What a search returns of each row (plus its `_distance` or `_score`): not the vector, which
+# would be most of the bytes and of the conversion to Python.
+RESULT_COLUMNS = ["chunk_id", "doc_id", "partition_date", "title", "text", "metadata"]
 # chunk_ids per IN (...) lookup of rows that moved day (the chunk_id BTree answers each).
 _IDS_PER_LOOKUP = 5000
 ANN_PREFIX = "vector_ivf_"  # + the row count at build time: the name records it
@@ -100,7 +103,9 @@ class VectorIndex:
         self._table = None
         self._lock = threading.Lock()
         self._model_checked: tuple[int, str] | None = None  # (table version, model id) passed
-        self._snapshot: tuple[int, object] | None = None  # (version, table checked out at it)
+        # (version, the table checked out at it, its Lance dataset)
+        self._snapshot: tuple[int, object, lance.LanceDataset] | None = None
+        self._has_ann: tuple[int, bool] | None = None  # (table version, has an ANN index)
 
     def table(self):
         with self._lock:
@@ -121,8 +126,17 @@ class VectorIndex:
             if self._snapshot is None or self._snapshot[0] != version:
                 pinned = self._db.open_table(self.table_name)
                 pinned.checkout(version)
-                self._snapshot = (version, pinned)
+                self._snapshot = (version, pinned, pinned.to_lance())
             return self._snapshot[1]
+
+    def _dataset(self, table) -> lance.LanceDataset:
+        """The Lance dataset behind `table`: queries run on it directly, one call each (through
+        LanceDB's table they cost ~20 round trips to its event loop, ~6 ms of a hybrid query)."""
+        with self._lock:
+            pinned = self._snapshot
+        if pinned is not None and pinned[1] is table:
+            return pinned[2]
+        return table.to_lance()
 
     def count_rows(self, where: str | None = None) -> int:
         table = self.table()
@@ -263,10 +277,16 @@ class VectorIndex:
         return [i.name for i in table.list_indices() if i.index_type.upper().startswith("IVF")]
 
     def has_ann_index(self, table=None) -> bool:
+        """Whether the table (latest, or the `snapshot()` given) has an ANN index; listed once
+        per table version (every query asks)."""
         table = table or self.table()
-        return table is not None and any(
-            i.index_type.upper().startswith("IVF") for i in table.list_indices()
-        )
+        if table is None:
+            return False
+        version = table.version
+        if self._has_ann is None or self._has_ann[0] != version:
+            found = any(i.index_type.upper().startswith("IVF") for i in table.list_indices())
+            self._has_ann = (version, found)
+        return self._has_ann[1]
 
     def ensure_scalar_indexes(self) -> list[str]:
         """Create the scalar and full-text indexes the table lacks (filters, counts, the day's
@@ -339,30 +359,36 @@ class VectorIndex:
         """The k nearest rows among those matching `where`: the true top k for a selective
         filter (exact over its rows), ANN with the filter applied first otherwise. `table`: a
         `snapshot()` to read (default: the latest version)."""
-        table = table or self.table()
+        table = table or self.snapshot()
         if table is None:
             return pa.table({})
-        query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
-        query = query.distance_type(METRIC).limit(k)
-        if where:
-            query = query.where(where, prefilter=True)
+        vector = np.asarray(vector, np.float32)
+        nearest = {"column": "vector", "q": vector, "k": k, "metric": METRIC}
         if self.plan(where, params, exact, table) == "exact":
-            query = query.bypass_vector_index()
+            nearest["use_index"] = False
         else:
             # HNSW needs ef >= the candidates it hands to the refine step (k x refine_factor).
-            ef = max(params.ef, k * params.refine_factor)
-            query = query.nprobes(params.nprobes).ef(ef).refine_factor(params.refine_factor)
-            if where:  # keep probing past nprobes until k matching rows are found
-                query = query.maximum_nprobes(0)
-        return query.to_arrow()
+            nearest |= {
+                "ef": max(params.ef, k * params.refine_factor),
+                "refine_factor": params.refine_factor,
+                "minimum_nprobes": params.nprobes,
+            }
+            if not where:  # with a filter, no maximum: probe on until k matching rows are found
+                nearest["maximum_nprobes"] = params.nprobes
+        return self._dataset(table).to_table(
+            columns=RESULT_COLUMNS, filter=where, prefilter=True, nearest=nearest
+        )
 
     def keyword_search(self, text: str, k: int, where: str | None, table=None) -> pa.Table:
         """The k rows whose text best matches `text` by BM25 (`_score`, higher is better) among
         those matching `where`, filtered before the top k is taken."""
-        table = table or self.table()
+        table = table or self.snapshot()
         if table is None:
             return pa.table({})
-        query = table.search(text, query_type="fts", fts_columns="text").limit(k)
-        if where:
-            query = query.where(where, prefilter=True)
-        return query.to_arrow()
+        return self._dataset(table).to_table(
+            columns=RESULT_COLUMNS,
+            full_text_query={"query": text, "columns": ["text"]},
+            filter=where,
+            prefilter=True,
+            limit=k,
+        )
