@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from semsearch.config import Settings
 from semsearch.core.embedding import LocalBackend
+from semsearch.core.search_options import MODES
 from semsearch.query.searcher import Searcher
 from semsearch.storage.schemas import index_schema
 from semsearch.storage.vector_index import AnnParams, VectorIndex
@@ -64,14 +65,17 @@ def base_vectors(work: Path, n: int, n_queries: int) -> tuple[np.ndarray, np.nda
     return data["docs"], data["queries"][:n_queries]
 
 
-def day_vectors(base: np.ndarray, day: int, per_day: int) -> np.ndarray:
+def day_vectors(base: np.ndarray, day: int, per_day: int) -> tuple[np.ndarray, np.ndarray]:
+    """The day's vectors (base rows plus noise) and which base row each one is."""
     rng = np.random.default_rng(day)
-    picked = base[rng.integers(0, len(base), per_day)]
-    noisy = picked + rng.normal(0, NOISE, picked.shape).astype(np.float32)
-    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+    picked = rng.integers(0, len(base), per_day)
+    noisy = base[picked] + rng.normal(0, NOISE, (per_day, base.shape[1])).astype(np.float32)
+    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32), picked
 
 
-def day_rows(vectors: np.ndarray, categories: np.ndarray, day: int, model_id: str) -> pa.Table:
+def day_rows(
+    vectors: np.ndarray, texts: list[str], categories: np.ndarray, day: int, model_id: str
+) -> pa.Table:
     n, when = len(vectors), START + timedelta(days=day)
     flat = pa.array(vectors.ravel())
     return pa.table(
@@ -80,7 +84,7 @@ def day_rows(vectors: np.ndarray, categories: np.ndarray, day: int, model_id: st
             "doc_id": [f"{day:03d}-{i:06d}" for i in range(n)],
             "partition_date": [when] * n,
             "title": [None] * n,
-            "text": [f"row {i} of {when}" for i in range(n)],
+            "text": texts,  # the base row's real text: the full-text index has real words
             "metadata": [json.dumps({"category": f"c{c}"}) for c in categories],
             "metadata_tags": [[f"category=c{c}"] for c in categories],
             "model_id": [model_id] * n,
@@ -111,19 +115,19 @@ def main() -> None:
     settings = Settings(home=str(home))
     index = VectorIndex(settings.lance_path, settings.lance_table)
     params = AnnParams(min_rows=settings.ann_min_rows)
+    base_texts = texts(args.base)[0]
     all_vectors, all_days, all_cats, writes = [], [], [], []
     for day in range(args.days):
-        vectors = day_vectors(base, day, args.per_day)
+        vectors, picked = day_vectors(base, day, args.per_day)
         categories = np.argmax(vectors @ centres.T, axis=1)
         all_vectors.append(vectors)
         all_days.append(np.full(len(vectors), day))
         all_cats.append(categories)
         if index.count_rows() >= (day + 1) * args.per_day:
             continue  # built by an earlier run
+        rows = day_rows(vectors, [base_texts[i] for i in picked], categories, day, model_id)
         start = time.perf_counter()
-        index.replace_partition(
-            START + timedelta(days=day), day_rows(vectors, categories, day, model_id), model_id
-        )
+        index.replace_partition(START + timedelta(days=day), rows, model_id)
         written = time.perf_counter() - start
         mode = index.maintain_ann_index(params)
         writes.append((day, written, time.perf_counter() - start - written, mode))
@@ -161,13 +165,17 @@ def main() -> None:
         subset = np.flatnonzero(mask)
         truth = [set(ids[subset[np.argsort(-(vectors[subset] @ q))[:K]]]) for q in queries]
         for level in ("lancedb", "api"):
+            searcher.embed_query.cache_clear()  # the API's figures include the query embedding
             ms, found = [], []
             for q, text in zip(queries, query_texts, strict=True):
                 start = time.perf_counter()
                 if level == "lancedb":
                     got = index.search(q, K, sql, params)["chunk_id"].to_pylist()
                 else:
-                    got = [h.chunk_id for h in searcher.search(text, k=K, unit="chunk", **api)]
+                    got = [
+                        h.chunk_id
+                        for h in searcher.search(text, k=K, mode="vector", unit="chunk", **api)
+                    ]
                 ms.append((time.perf_counter() - start) * 1000)
                 found.append(got)
             if level == "api":  # the API embeds the text; recall against that text's exact top k
@@ -181,18 +189,44 @@ def main() -> None:
     if writes:
         first, last = writes[0], writes[-1]
         print(f"\nday write: day {first[0]} {first[1]:.2f} s, day {last[0]} {last[1]:.2f} s")
+    print_modes(searcher, query_texts, filters)
     rewrite_day = args.days - 1
-    v = all_vectors[rewrite_day]
-    start = time.perf_counter()
-    index.replace_partition(
-        START + timedelta(days=rewrite_day),
-        day_rows(v, all_cats[rewrite_day], rewrite_day, model_id),
+    _, picked = day_vectors(base, rewrite_day, args.per_day)
+    rows = day_rows(
+        all_vectors[rewrite_day],
+        [base_texts[i] for i in picked],
+        all_cats[rewrite_day],
+        rewrite_day,
         model_id,
     )
+    start = time.perf_counter()
+    index.replace_partition(START + timedelta(days=rewrite_day), rows, model_id)
     print(
         f"re-write of the last day at {index.count_rows():,} rows: "
         f"{time.perf_counter() - start:.2f} s"
     )
+
+
+def print_modes(searcher: Searcher, query_texts: list[str], filters: dict) -> None:
+    """Each search mode through the public API, documents returned (the default), with the
+    query embedding excluded (measured apart): every query is searched once to embed it, then
+    timed on the second call, when `Searcher` serves its vector from its cache."""
+    embed_ms = []
+    for text in query_texts:
+        start = time.perf_counter()
+        searcher.backend.embed([text])
+        embed_ms.append((time.perf_counter() - start) * 1000)
+    print(f"\nsearch modes, documents, k={K}, query embedding excluded")
+    print(f"{'filter':<26}{'mode':<9}{'p50':>7}{'p95':>7}{'p99':>7}")
+    for name, (_, api, _) in filters.items():
+        for mode in MODES:
+            ms = []
+            for text in query_texts:
+                start = time.perf_counter()
+                searcher.search(text, k=K, mode=mode, **api)
+                ms.append((time.perf_counter() - start) * 1000)
+            print(f"{name:<26}{mode:<9}{percentiles(ms)}")
+    print(f"(the query embedding alone: p50 {np.median(embed_ms):.1f} ms)")
 
 
 if __name__ == "__main__":
