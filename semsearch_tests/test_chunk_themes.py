@@ -38,9 +38,21 @@ def write_window(tables: DeltaTables, day: date, members: dict[str, str], labels
 
 def test_the_latest_window_labels_a_chunk_and_a_new_window_is_seen_without_a_restart(tmp_path):
     tables = DeltaTables(tmp_path)
-    lookup = ChunkThemes(tables)
+    lookup = ChunkThemes(tables, recheck_seconds=0)
     assert lookup.lookup(["a"]) == {}  # no theme tables yet
     write_window(tables, D1, {"a": "t1", "b": "t2"}, {"t1": "cards", "t2": "fees"})
     assert lookup.lookup(["a", "b", "zz"]) == {"a": ("t1", "cards"), "b": ("t2", "fees")}
     write_window(tables, D2, {"a": "t9"}, {"t9": "transfers"})
     assert lookup.lookup(["a", "b"]) == {"a": ("t9", "transfers"), "b": ("t2", "fees")}
+
+
+def test_the_versions_are_checked_at_most_once_per_interval(tmp_path):
+    tables, now = DeltaTables(tmp_path), [0.0]
+    lookup = ChunkThemes(tables, recheck_seconds=1.0, clock=lambda: now[0])
+    write_window(tables, D1, {"a": "t1"}, {"t1": "cards"})
+    assert lookup.lookup(["a"]) == {"a": ("t1", "cards")}
+    write_window(tables, D2, {"a": "t9"}, {"t9": "transfers"})
+    now[0] = 0.5
+    assert lookup.lookup(["a"]) == {"a": ("t1", "cards")}  # within the second: not re-checked
+    now[0] = 1.0
+    assert lookup.lookup(["a"]) == {"a": ("t9", "transfers")}

@@ -2,12 +2,15 @@
 
 Scanning the `theme_assignments` and `themes` Delta tables on every query costs tens of
 milliseconds at a million chunks; the tables change once per daily run. The lookup is built
-once per (assignments version, themes version) and shared by every query until then.
+once per (assignments version, themes version) and shared by every query until then. Even the
+version check costs ~3 ms a table (a listing of its log), so it is made at most once a second:
+a re-clustered window's themes reach search results within a second of their commit.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import polars as pl
 from deltalake import DeltaTable
@@ -15,12 +18,19 @@ from deltalake import DeltaTable
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import ASSIGNMENTS_TABLE, THEME_ASSIGNMENTS, THEMES, THEMES_TABLE
 
+RECHECK_SECONDS = 1.0
+
 
 class ChunkThemes:
     """chunk_id -> (theme_id, label) in the latest window that clustered the chunk."""
 
-    def __init__(self, tables: DeltaTables) -> None:
+    def __init__(
+        self, tables: DeltaTables, recheck_seconds: float = RECHECK_SECONDS, clock=time.monotonic
+    ) -> None:
         self.tables = tables
+        self.recheck_seconds = recheck_seconds
+        self._clock = clock
+        self._checked_at = -float("inf")  # the clock's time of the last version check
         self._lock = threading.Lock()
         self._versions: tuple[int | None, int | None] | None = None
         self._lookup: dict[str, tuple[str, str]] = {}
@@ -34,6 +44,9 @@ class ChunkThemes:
 
     def _current(self) -> dict[str, tuple[str, str]]:
         with self._lock:
+            if self._clock() - self._checked_at < self.recheck_seconds:
+                return self._lookup
+            self._checked_at = self._clock()
             versions = (self._version(ASSIGNMENTS_TABLE), self._version(THEMES_TABLE))
             if versions != self._versions:
                 self._lookup = self._read(versions)
