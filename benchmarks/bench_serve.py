@@ -1,7 +1,8 @@
 """Serving throughput and latency: `semsearch serve` on 127.0.0.1 under 1, 8 and 32 clients.
 
-Starts the real server (a separate `semsearch serve` process) on a semsearch home that holds an
-index (the demo's: `SEMSEARCH_HOME=... semsearch demo`), warms it, then for each search mode and
+Starts the real server (`semsearch serve`, with 1 and then 2 worker processes: `--workers`) on
+a semsearch home that holds an index (the demo's: `SEMSEARCH_HOME=... semsearch demo`), warms
+it, then for each search mode and
 client count runs closed-loop clients (keep-alive HTTP, one request in flight each) for a bounded
 time and prints requests/s, errors and p50/p95/p99 latency. Then the same searches through the
 Python API in this process (one thread), for comparison.
@@ -73,8 +74,13 @@ class Questions:
             return self._texts[self._next % len(self._texts)]
 
 
-def start_server(home: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "SEMSEARCH_HOME": home, "HF_HUB_OFFLINE": "1"}
+def start_server(home: str, port: int, workers: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "SEMSEARCH_HOME": home,
+        "HF_HUB_OFFLINE": "1",
+        "SEMSEARCH_SERVE_WORKERS": str(workers),
+    }
     env.pop("SEMSEARCH_API_TOKEN", None)
     server = subprocess.Popen(
         [sys.executable, "-m", "semsearch.cli", "serve", "--port", str(port)],
@@ -134,35 +140,37 @@ def main() -> None:
     parser.add_argument("--home", default=os.environ.get("SEMSEARCH_HOME", ".semsearch"))
     parser.add_argument("--seconds", type=float, default=10.0, help="per mode and client count")
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--workers", default="1,2", help="server processes, compared side by side")
     args = parser.parse_args()
     if not (Path(args.home) / "lancedb").exists():
         raise SystemExit(
             f"no index in {args.home}: run `SEMSEARCH_HOME={args.home} semsearch demo`"
         )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(args.home, port)
     questions = Questions()
-    try:
-        health = requests.get(url + "/api/health", timeout=30).json()
-        print(
-            f"index: {health['index_rows']} chunks, version {health['index_version']}, "
-            f"last day {health['last_materialized_day']}, model {health['model_id']}"
-        )
-        for mode in MODES:  # warm every mode's path
-            for query in WARM_UP:
-                requests.get(url + "/api/search", params={"q": query, "mode": mode}, timeout=60)
-        print(f"\nHTTP, {args.seconds:g} s per row, k=10, closed-loop clients:")
-        for mode in MODES:
-            for clients in [int(c) for c in args.clients.split(",")]:
-                latencies, errors, elapsed = load(url, mode, clients, args.seconds, questions)
-                print(
-                    f"  {mode:8} {clients:3} clients: {len(latencies) / elapsed:7.1f} req/s  "
-                    f"errors {errors:4}  {percentiles(latencies)}"
-                )
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    for workers in [int(w) for w in args.workers.split(",")]:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = start_server(args.home, port, workers)
+        try:
+            health = requests.get(url + "/api/health", timeout=30).json()
+            print(
+                f"\nindex: {health['index_rows']} chunks, version {health['index_version']}, "
+                f"last day {health['last_materialized_day']}, model {health['model_id']}"
+            )
+            for mode in MODES:  # warm every mode's path (in every worker, most likely)
+                for query in WARM_UP * workers:
+                    requests.get(url + "/api/search", params={"q": query, "mode": mode}, timeout=60)
+            print(f"HTTP, {workers} worker(s), {args.seconds:g} s per row, k=10, closed-loop:")
+            for mode in MODES:
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    latencies, errors, elapsed = load(url, mode, clients, args.seconds, questions)
+                    print(
+                        f"  {mode:8} {clients:3} clients: {len(latencies) / elapsed:7.1f} req/s  "
+                        f"errors {errors:4}  {percentiles(latencies)}"
+                    )
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
 
     settings = Settings.from_env({**os.environ, "SEMSEARCH_HOME": args.home})
     searcher = searcher_for(settings)

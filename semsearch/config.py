@@ -7,6 +7,7 @@ receives a `Settings` (or a Dagster resource built from one). `.env.example` mir
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -164,6 +165,9 @@ class Settings:
     # requires SEMSEARCH_API_TOKEN, then checked on every request (Authorization: Bearer).
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
+    # Server processes: each loads the model and answers requests on its own cores (one Python
+    # process is bound by its interpreter lock to about one core's worth of request handling).
+    serve_workers: int = 2
     api_token: str = dataclasses.field(default="", repr=False)  # a secret: never logged
 
     @staticmethod
@@ -211,6 +215,15 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        """Every value, the secrets included: only for handing to a child process's memory or
+        environment, never to a log or a file."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        return cls(**json.loads(text))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -299,6 +312,7 @@ class Settings:
             "theme_keyword_min_df",
             "theme_trend_recent_days",
             "theme_trend_min_documents",
+            "serve_workers",
         )
         for name in shares:
             if not 0.0 <= getattr(self, name) <= 1.0:

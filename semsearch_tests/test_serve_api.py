@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -13,7 +17,7 @@ from semsearch.errors import ConfigurationError
 from semsearch.query.searcher import searcher_for
 from semsearch.serve.app import create_app
 from semsearch.serve.server import check_bind
-from semsearch.testing.live_server import live_server
+from semsearch.testing.live_server import free_port, live_server
 from semsearch_tests.ops_support import DAYS, cli_env
 
 QUERY = "my card payment was declined"
@@ -155,3 +159,66 @@ def test_binding_beyond_loopback_needs_a_token(clean_days, tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and "SEMSEARCH_API_TOKEN" in result.stderr
+
+
+def test_the_serve_command_answers_from_its_worker_processes_and_stops_on_a_signal(
+    clean_days, tmp_path
+):
+    """`semsearch serve` as a user starts it (two worker processes by default), on loopback with
+    a token: every request must carry it, a search answers, and SIGINT stops every process."""
+    settings, _ = clean_days
+    port = free_port()
+    env = cli_env(settings, tmp_path / "dagster", SEMSEARCH_API_TOKEN="s3cret")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "semsearch.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url, token = f"http://127.0.0.1:{port}", {"Authorization": "Bearer s3cret"}
+    pids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None, server.communicate()
+            try:
+                if requests.get(url + "/api/health", headers=token, timeout=5).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "semsearch serve did not answer"
+            time.sleep(0.5)
+        assert requests.get(url + "/api/health", timeout=5).status_code == 401
+        for _ in range(6):
+            response = requests.get(
+                url + "/api/search", params={"q": QUERY, "k": 3}, headers=token, timeout=60
+            )
+            assert response.status_code == 200 and response.json()["hits"], response.text
+        children = subprocess.run(
+            ["pgrep", "-P", str(server.pid)], capture_output=True, text=True
+        ).stdout.split()
+        pids = {int(pid) for pid in children}
+        assert len(pids) >= 2, children  # the workers (uvicorn may add a helper process)
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert "2 worker processes" in out
+    assert server.returncode == 0, err
+    assert "s3cret" not in out + err
+    # Workers are joined before the server exits; multiprocessing's resource tracker leaves
+    # once it reads the end of its pipe, just after.
+    deadline = time.monotonic() + 15
+    while [pid for pid in pids if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in pids if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie is not: it waits for a parent to collect it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status

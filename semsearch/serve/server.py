@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import uvicorn
@@ -32,16 +33,46 @@ def one_thread_per_query() -> None:
 
 
 def serve(settings: Settings, say: Callable[[str], None]) -> int:
-    """Serve until stopped; `say` tells the person who started it where (the CLI prints it)."""
+    """Serve until stopped; `say` tells the person who started it where (the CLI prints it).
+
+    With `serve_workers` > 1, uvicorn runs that many worker processes on one socket, each
+    building the app from the settings handed to it in `_SETTINGS_VARIABLE`.
+    """
     check_bind(settings)
-    one_thread_per_query()
-    app = create_app(settings)
-    say(f"semsearch serve: http://{settings.serve_host}:{settings.serve_port}/")
-    uvicorn.run(
-        app,
-        host=settings.serve_host,
-        port=settings.serve_port,
-        log_level="warning",
-        access_log=False,  # requests may carry the token; errors are logged by the app
+    say(
+        f"semsearch serve: http://{settings.serve_host}:{settings.serve_port}/ "
+        f"({settings.serve_workers} worker process{'es' if settings.serve_workers > 1 else ''})"
     )
+    options = {
+        "host": settings.serve_host,
+        "port": settings.serve_port,
+        "log_level": "warning",
+        "access_log": False,  # requests may carry the token; errors are logged by the app
+    }
+    if settings.serve_workers == 1:
+        uvicorn.run(worker_app(settings), **options)
+    else:
+        # The workers are new interpreters: they get the settings (the token included) through
+        # their environment, as this process got them, never on a command line.
+        os.environ[_SETTINGS_VARIABLE] = settings.to_json()
+        uvicorn.run(
+            f"{__name__}:app_from_environment",
+            factory=True,
+            workers=settings.serve_workers,
+            **options,
+        )
     return 0
+
+
+# Not a setting (Settings.from_env ignores it): the parent's settings, for its workers only.
+_SETTINGS_VARIABLE = "SEMSEARCH_SERVE_WORKER_SETTINGS"
+
+
+def worker_app(settings: Settings):
+    one_thread_per_query()
+    return create_app(settings)
+
+
+def app_from_environment():
+    """A worker process's app (uvicorn imports it by name in each worker)."""
+    return worker_app(Settings.from_json(os.environ[_SETTINGS_VARIABLE]))

@@ -376,7 +376,10 @@ class VectorIndex:
             if not where:  # with a filter, no maximum: probe on until k matching rows are found
                 nearest["maximum_nprobes"] = params.nprobes
         return self._dataset(table).to_table(
-            columns=RESULT_COLUMNS, filter=where, prefilter=True, nearest=nearest
+            columns=[*RESULT_COLUMNS, "_distance"],
+            filter=where or None,
+            prefilter=bool(where),
+            nearest=nearest,
         )
 
     def keyword_search(self, text: str, k: int, where: str | None, table=None) -> pa.Table:
@@ -386,9 +389,9 @@ class VectorIndex:
         if table is None:
             return pa.table({})
         return self._dataset(table).to_table(
-            columns=RESULT_COLUMNS,
+            columns=[*RESULT_COLUMNS, "_score"],
             full_text_query={"query": text, "columns": ["text"]},
-            filter=where,
-            prefilter=True,
+            filter=where or None,
+            prefilter=bool(where),
             limit=k,
         )
