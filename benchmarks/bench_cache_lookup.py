@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain s
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.embedding_cache import CacheStore, LanceVectorCache, cache_rows
@@ -79,7 +80,8 @@ def best_of_3(lookup, probe: list[str], expected: int) -> float:
 
 
 def lance_lookup(root: str, rows: int, dimension: int, args) -> tuple[float, float]:
-    """Build time and best lookup time of a LanceDB cache of `rows` keys."""
+    """Build time and best lookup time of a LanceDB cache of `rows` keys; records the time a
+    run's fold-in of `--run-rows` new vectors takes at that size in `FOLD_IN`."""
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     store = CacheStore.open(f"{root}/lancedb")
@@ -92,7 +94,17 @@ def lance_lookup(root: str, rows: int, dimension: int, args) -> tuple[float, flo
     def lookup(keys):  # a fresh store and dataset, as each run opens them
         return LanceVectorCache(CacheStore(store.lance_uri), MODEL, dimension).lookup(keys)
 
-    return built, best_of_3(lookup, probe, hits)
+    best = best_of_3(lookup, probe, hits)
+    (late,) = batches(args.run_rows, args.run_rows, dimension, np.random.default_rng(1))
+    fresh = pa.array([key(i, "run") for i in range(args.run_rows)], pa.string())
+    store.append(late.set_column(0, "cache_key", fresh))
+    start = time.perf_counter()
+    assert store.fold_in() == args.run_rows
+    FOLD_IN[rows, dimension] = time.perf_counter() - start
+    return built, best
+
+
+FOLD_IN: dict[tuple[int, int], float] = {}
 
 
 def delta_lookup(tables: DeltaTables, keys: list[str], dimension: int) -> dict:
@@ -135,6 +147,7 @@ def main() -> None:
     parser.add_argument("--delta-dimension", type=int, default=384)
     parser.add_argument("--rows-per-append", type=int, default=100_000)
     parser.add_argument("--delta-appends", type=int, default=100)
+    parser.add_argument("--run-rows", type=int, default=1000, help="vectors a run folds in")
     args = parser.parse_args()
 
     small, large = args.dimension, args.delta_dimension
@@ -172,6 +185,9 @@ def main() -> None:
     for rows, seconds in lance_times.items():
         if rows != smallest:
             print(f"lance {rows} / {smallest}: {seconds / lance_times[smallest]:.1f}x")
+    print(f"a run's fold-in of {args.run_rows} new vectors into the key index:")
+    for (rows, dimension), seconds in sorted(FOLD_IN.items()):
+        print(f"  {rows:>10} keys, d={dimension}: {seconds:.2f} s")
 
 
 if __name__ == "__main__":
