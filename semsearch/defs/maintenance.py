@@ -53,6 +53,7 @@ def _cache_metadata(report: StorageMaintenance) -> dict[str, object]:
         "cache_unindexed_rows_after": cache.unindexed_rows_after,
         "cache_versions_before": cache.versions_before,
         "cache_versions_after": cache.versions_after,
+        "cache_problem": cache.problem,
     }
 
 

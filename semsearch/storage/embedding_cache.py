@@ -79,6 +79,7 @@ class CacheMaintenance:
     versions_before: int
     versions_after: int
     seconds: float
+    problem: str = ""  # why part of the work was not done, if it was not
 
 
 class CacheStore:
@@ -217,8 +218,14 @@ class CacheStore:
         start = time.perf_counter()
         dataset = self.dataset()
         fragments, unindexed = len(dataset.get_fragments()), self.unindexed_rows(dataset)
-        versions = len(dataset.versions())
-        dataset.optimize.compact_files()
+        versions, problem = len(dataset.versions()), ""
+        try:
+            dataset.optimize.compact_files()
+        except (OSError, RuntimeError) as error:
+            # A run's commit (an index fold-in) conflicted: its write wins, the next
+            # maintenance compacts what is there then; fold-in and cleanup still run.
+            log.warning("compaction of the embedding cache skipped: %s", error)
+            problem = f"compaction skipped: {error}"
         self.fold_in()
         dataset = self.dataset()
         dataset.cleanup_old_versions(older_than=cleanup_older_than)
@@ -232,6 +239,7 @@ class CacheStore:
             versions_before=versions,
             versions_after=len(dataset.versions()),
             seconds=time.perf_counter() - start,
+            problem=problem,
         )
 
 
