@@ -14,19 +14,24 @@ default 16) so that a 10M cache builds in minutes: the key lookup is what is mea
 the hits' vectors are read. The baseline is the old Delta cache's lookup (a polars `is_in` scan of
 the whole table), built in `--delta-appends` appends, at `--delta-sizes`.
 
-Measured here (2 cores shared with other work, nice 10; dimension 16, 3000 keys of which 1500
-cached, best of 3):
+Measured here (2 cores shared with two other workers, nice 10; 3000 keys of which 1500 cached,
+best of 3; two runs of the whole script, the second in brackets: the machine's load varies):
 
-    keys        lance BTree   delta scan
-    100000          0.05 s       0.9 s
-    1000000         0.23 s       3.6 s
-    10000000        1.5 s          -
+    keys        lance d=16       delta d=16      lance d=384     delta d=384
+    100000    0.040 (0.032) s  0.098 (0.078) s  0.048 (0.059) s  0.48 (0.71) s
+    1000000   0.173 (0.229) s  0.388 (0.271) s  0.242 (0.250) s  11.4 (3.63) s
+    10000000  1.02  (1.44)  s        -                -                -
 
-The BTree lookup grows with the size far less than the scan (10M keys: ~1.5 s against the ~90 s
-issue 8 measured for the scan), but it does NOT meet "10M within 2x of 100k": a BTree page holds
-4096 keys, and 3000 random keys touch ~2000 of the 2442 pages of a 10M index (all 25 of a 100k
-one), each page read costing ~0.5 ms cold. Smaller pages (`zone_size` 256 or 64) made the cold
-lookup slower here, not faster (the page lookup grows). See the report of the `cache` branch.
+    a run's fold-in of 1000 vectors: 0.03 s at 100k keys, 0.4-1.4 s at 1M, 3.3 s at 10M
+
+The BTree lookup no longer reads the vectors of the whole table (at a real model's dimension,
+1M keys: 0.25 s against the Delta scan's 3.6-11 s; issue 8 measured ~90 s for the scan at 10M),
+and its cost does not depend on the dimension. It does NOT meet "10M within 2x of 100k" (25-45x
+here): a BTree page holds 4096 keys, 3000 random keys touch ~2000 of the 2442 pages of a 10M
+index (all 25 of a 100k one), and each page costs ~0.5 ms to load cold, so the lookup grows with
+the size until pages outnumber the keys asked (about 12M keys for 3000), then stays at about
+(keys asked) x 0.5 ms. Smaller pages (`zone_size` 256 or 64) and an int64 key prefix made the cold
+lookup no faster here. The fold-in rewrites the index, so it grows with the size too.
 """
 
 from __future__ import annotations
