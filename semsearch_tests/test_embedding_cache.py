@@ -122,6 +122,18 @@ def test_a_home_with_an_old_delta_cache_gets_it_imported_once(tmp_path, monkeypa
     assert tables.count_rows(CACHE_TABLE, EMBEDDING_CACHE) == 7  # the Delta folder is untouched
 
 
+def test_an_unreadable_old_delta_cache_is_named_and_nothing_is_created(tmp_path):
+    settings = Settings(home=str(tmp_path / "home"))
+    tables = DeltaTables(settings.tables_path)
+    rows = cache_rows(["k"], vectors(1), "m", DIM)
+    tables.append(CACHE_TABLE, rows, EMBEDDING_CACHE, partitioned=False)
+    log = settings.tables_path / CACHE_TABLE / "_delta_log"
+    max(log.glob("*.json")).write_text("{not json")
+    with pytest.raises(RuntimeError, match="Delta embedding cache .* cannot be read"):
+        CacheStore.open(settings.lance_path, legacy=tables)
+    assert not CacheStore(settings.lance_path).exists()
+
+
 def test_maintenance_compacts_and_folds_every_row_into_the_index(store):
     cache = LanceVectorCache(store, "m", DIM)
     for run in range(4):

@@ -117,7 +117,15 @@ class CacheStore:
         return self.dataset().version
 
     def _create(self, legacy: DeltaTables | None) -> None:
-        old = legacy.table(CACHE_TABLE) if legacy is not None else None
+        try:
+            old = legacy.table(CACHE_TABLE) if legacy is not None else None
+        except Exception as error:
+            raise RuntimeError(
+                f"the Delta embedding cache {legacy.uri(CACHE_TABLE)} of an earlier version, to "
+                f"be imported into {self.uri}, cannot be read ({type(error).__name__}: {error}); "
+                "repair it, or move it away to start the new cache empty (its vectors would be "
+                "paid for again)"
+            ) from error
         start = time.perf_counter()
         source: pa.RecordBatchReader | pa.Table
         if old is None:
