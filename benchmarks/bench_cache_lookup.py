@@ -29,9 +29,11 @@ The BTree lookup no longer reads the vectors of the whole table (at a real model
 and its cost does not depend on the dimension. It does NOT meet "10M within 2x of 100k" (25-45x
 here): a BTree page holds 4096 keys, 3000 random keys touch ~2000 of the 2442 pages of a 10M
 index (all 25 of a 100k one), and each page costs ~0.5 ms to load cold, so the lookup grows with
-the size until pages outnumber the keys asked (about 12M keys for 3000), then stays at about
-(keys asked) x 0.5 ms. Smaller pages (`zone_size` 256 or 64) and an int64 key prefix made the cold
-lookup no faster here. The fold-in rewrites the index, so it grows with the size too.
+the size until pages outnumber the keys asked (about 12M keys for 3000); past that it should
+stay near (keys asked) x 0.5 ms, not measured beyond 10M. Splitting the keys over 4 or 16
+threads did not help (the page loads are CPU-bound here). Smaller pages (`zone_size` 256 or
+64) and an int64 key prefix made the cold lookup no faster. The fold-in rewrites the index, so
+it grows with the size too.
 """
 
 from __future__ import annotations
