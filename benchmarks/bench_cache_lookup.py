@@ -3,7 +3,8 @@ Delta scan at the smaller sizes, side by side.
 
     nice .venv/bin/python benchmarks/bench_cache_lookup.py [--sizes 100000,1000000,10000000]
         [--probe 3000] [--dimension 16] [--rows-per-append 100000]
-        [--delta-sizes 100000,1000000] [--delta-appends 100]
+        [--delta-sizes 100000,1000000] [--delta-appends 100] [--delta-dimension 384]
+        [--run-rows 1000]
 
 For each size, builds the LanceDB `embedding_cache` table the way runs do (`CacheStore.append`,
 one commit per `--rows-per-append` rows, random unit vectors), folds the rows into the key index
