@@ -379,6 +379,15 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
         f"{settings.maintenance_retention_hours} h); index versions: "
         f"{metadata['index_versions_before'].value} -> {metadata['index_versions_after'].value}"
     )
+    if "cache_rows" in metadata:
+        value = {k: v.value for k, v in metadata.items() if k.startswith("cache_")}
+        print(
+            f"embedding cache: {value['cache_rows']} rows; fragments "
+            f"{value['cache_fragments_before']} -> {value['cache_fragments_after']}, rows "
+            f"outside the key index {value['cache_unindexed_rows_before']} -> "
+            f"{value['cache_unindexed_rows_after']}, versions {value['cache_versions_before']} "
+            f"-> {value['cache_versions_after']}"
+        )
     return 0
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from semsearch.storage.schemas import INDEX_TABLE
+from semsearch.storage.schemas import CACHE_TABLE, INDEX_TABLE
 
 ENV_PREFIX = "SEMSEARCH_"
 # The embedding API key is no setting: it never enters Settings, run config, logs or metadata.
@@ -291,6 +291,11 @@ class Settings:
             raise ValueError(
                 f"the tables folder {self.tables_path} (SEMSEARCH_HOME / SEMSEARCH_TABLES_DIR) "
                 "contains '%', which the Delta reader cannot open; choose a path without it"
+            )
+        if self.lance_table == CACHE_TABLE:
+            raise ValueError(
+                f"SEMSEARCH_LANCE_TABLE={self.lance_table!r} is the embedding cache's table beside "
+                "the index; name the index table otherwise"
             )
         self._validate_embedding_api()
         self._validate_themes()

@@ -28,18 +28,9 @@ from semsearch.defs.resources import EmbeddingResource, PipelineResource, Storag
 from semsearch.defs.stages import build_pipeline_assets, ingest_landing_files
 from semsearch.defs.stages.embeddings import OUTPUT_TABLES
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.embedding_store import (
-    DeltaVectorCache,
-    dead_letter_count,
-    read_dead_letters,
-)
-from semsearch.storage.schemas import (
-    CACHE_TABLE,
-    CHUNKS,
-    DEAD_LETTER_TABLE,
-    EMBEDDING_CACHE,
-    EMBEDDINGS,
-)
+from semsearch.storage.embedding_cache import CacheStore, LanceVectorCache
+from semsearch.storage.embedding_store import dead_letter_count, read_dead_letters
+from semsearch.storage.schemas import CHUNKS, DEAD_LETTER_TABLE, EMBEDDINGS
 from semsearch.testing.fake_openai_server import FakeOpenAIServer, Fault
 from semsearch_tests.conftest import write_jsonl
 
@@ -106,11 +97,11 @@ def run_day(settings: Settings, instance: DagsterInstance, day: date, raise_on_e
     )
 
 
-def metadata(result) -> dict:
+def metadata(result, asset: str = "embeddings") -> dict:
     (event,) = [
         e
         for e in result.asset_materializations_for_node("embeddings")
-        if e.asset_key.to_user_string() == "embeddings"
+        if e.asset_key.to_user_string() == asset
     ]
     return {k: getattr(v, "value", v) for k, v in event.metadata.items()}
 
@@ -181,11 +172,17 @@ def test_cached_text_is_never_requested_again_across_reruns_and_partitions(
     land(api_settings, "a", banking77[:20], DAY1)
     repeated = banking77[:3]  # same text, other documents, another day
     land(api_settings, "b", banking77[100:107] + repeated, DAY2)
-    first = metadata(run_day(api_settings, instance, DAY1))
+    first_run = run_day(api_settings, instance, DAY1)
+    first, first_cache = metadata(first_run), metadata(first_run, "embedding_cache")
     before = day_embeddings(api_settings, DAY1)
     sent = len(server.requests)
+    assert first_cache["dagster/row_count"] == first["cache_misses"] > 0
+    assert first_cache["rows_folded_into_index"] == first_cache["dagster/row_count"]
+    assert first_cache["table"].endswith("lancedb/embedding_cache.lance")
 
-    again = metadata(run_day(api_settings, instance, DAY1))
+    again_run = run_day(api_settings, instance, DAY1)
+    again, again_cache = metadata(again_run), metadata(again_run, "embedding_cache")
+    assert (again_cache["hits"], again_cache["rows_folded_into_index"]) == (again["cache_hits"], 0)
     assert len(server.requests) == sent  # zero requests for cached text
     assert (again["model_requests"], again["tokens"], again["estimated_cost_usd"]) == (0, 0, 0)
     assert again["cache_hits"] == first["cache_misses"] == again["dagster/row_count"]
@@ -199,8 +196,10 @@ def test_cached_text_is_never_requested_again_across_reruns_and_partitions(
         t for t in day2_texts if t not in day1_texts
     )
     assert max(ok_inputs(server.requests).values()) == 1  # over all runs, each text once
-    cache = tables(api_settings).scan(CACHE_TABLE, EMBEDDING_CACHE).collect()
+    store = CacheStore(api_settings.lance_path)
+    cache = pl.from_arrow(store.dataset().to_table())
     assert cache.height == cache["cache_key"].n_unique() == len(day1_texts | set(day2_texts))
+    assert store.unindexed_rows() == 0  # every run folded its vectors into the key index
 
 
 def test_poison_chunk_alone_is_dead_lettered_then_retried_first_and_recovered(
@@ -286,7 +285,7 @@ def test_local_backend_goes_through_the_same_cache(settings, instance, banking77
 def test_vectors_are_cached_per_slice_so_a_failed_run_does_not_pay_twice(server, tmp_path):
     texts = [f"text {i}" for i in range(12)]
     keys = [embedding_cache_key("m", DIM, t) for t in texts]
-    cache = DeltaVectorCache(DeltaTables(tmp_path / "tables"), "m", DIM)
+    cache = LanceVectorCache(CacheStore.open(str(tmp_path / "lancedb")), "m", DIM)
     options = {"base_url": server.base_url, "dimension": DIM, "concurrency": 1}
     with OpenAIBackend("m", KEY, max_inputs_per_request=4, **options) as backend:
         server.script("ok", "ok", "quota")

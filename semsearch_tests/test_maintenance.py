@@ -15,9 +15,9 @@ from semsearch.config import Settings
 from semsearch.defs.definitions import build_definitions
 from semsearch.defs.maintenance import MAINTENANCE_JOB
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.embedding_store import DeltaVectorCache
+from semsearch.storage.embedding_cache import CacheStore, LanceVectorCache
 from semsearch.storage.maintenance import maintain_storage
-from semsearch.storage.schemas import ALL_TABLES, CACHE_TABLE, CHUNKS, CHUNKS_TABLE, index_schema
+from semsearch.storage.schemas import ALL_TABLES, CHUNKS, CHUNKS_TABLE, index_schema
 from semsearch.storage.vector_index import VectorIndex
 from semsearch_tests.ops_support import QUIET, snapshot
 
@@ -92,7 +92,7 @@ def rewritten_home(tmp_path) -> Settings:
     """Tables whose days were each rewritten three times, and a cache appended to per run."""
     settings = Settings(home=str(tmp_path / "home"), maintenance_retention_hours=0)
     tables, index = DeltaTables(settings.tables_path), VectorIndex(settings.lance_path)
-    cache = DeltaVectorCache(tables, "local/test", DIMENSION)
+    cache = LanceVectorCache(CacheStore.open(settings.lance_path), "local/test", DIMENSION)
     for version in range(3):
         for day in DAYS:
             tables.replace_partition(CHUNKS_TABLE, day, chunk_rows(day, version), CHUNKS)
@@ -109,17 +109,19 @@ def test_maintenance_job_compacts_and_vacuums_without_changing_a_row(rewritten_h
     result = run_maintenance(settings)
     assert result.success
     assert snapshot(settings) == before
-    # Every chunks day had three versions and the cache six appends: only the live files remain,
-    # the cache's merged into one.
+    # Every chunks day had three versions: only the live files remain.
     assert parquet_files(settings.tables_path / CHUNKS_TABLE) == len(DAYS)
-    assert parquet_files(settings.tables_path / CACHE_TABLE) == 1
     metadata = step_metadata(result)
-    merged_cache_file = 1
-    vacuumed = files_before + merged_cache_file - parquet_files(settings.tables_path)
-    assert metadata["files_vacuumed"].value == vacuumed == 4 + 6  # chunks' old days, cache's
-    assert metadata["files_compacted"].value == 6  # the cache's appends
+    vacuumed = files_before - parquet_files(settings.tables_path)
+    assert metadata["files_vacuumed"].value == vacuumed == 4  # chunks' old days
     assert metadata["index_versions_after"].value == 1 < metadata["index_versions_before"].value
-    cache = DeltaVectorCache(DeltaTables(settings.tables_path), "local/test", DIMENSION)
+    # The cache's six per-run appends: compacted, every row folded into the key index.
+    assert metadata["cache_rows"].value == 24
+    assert metadata["cache_fragments_before"].value == 6 > metadata["cache_fragments_after"].value
+    assert metadata["cache_unindexed_rows_before"].value == 24
+    assert metadata["cache_unindexed_rows_after"].value == 0
+    assert metadata["cache_versions_after"].value == 1
+    cache = LanceVectorCache(CacheStore(settings.lance_path), "local/test", DIMENSION)
     assert len(cache.lookup([f"{DAYS[0]}-0-{i}" for i in range(4)])) == 4
 
 
@@ -144,14 +146,14 @@ def test_files_younger_than_the_retention_are_kept_and_stay_listed(rewritten_hom
 
 def test_one_broken_table_fails_the_run_but_not_the_others(rewritten_home):
     settings = rewritten_home
-    log = settings.tables_path / CACHE_TABLE / "_delta_log"
+    log = settings.tables_path / CHUNKS_TABLE / "_delta_log"
     max(log.glob("*.json")).write_text("{not json")
     result = run_maintenance(settings)
     assert not result.success
     metadata = step_metadata(result)
     assert metadata["tables_failed"].value == 1
-    assert "| embedding_cache | 0 | 0 | 0 | 0 |" in metadata["tables"].value
-    assert parquet_files(settings.tables_path / CHUNKS_TABLE) == len(DAYS)  # still vacuumed
+    assert "| chunks | 0 | 0 | 0 | 0 |" in metadata["tables"].value
+    assert metadata["cache_unindexed_rows_after"].value == 0  # the cache still maintained
 
 
 def test_the_schedule_runs_the_job_at_the_configured_hour(tmp_path):
@@ -184,5 +186,7 @@ def test_cli_maintain_runs_the_job_and_prints_what_it_did(
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     assert main(["maintain"]) == 0
     out = capsys.readouterr().out
-    assert "| embedding_cache | 6 | 1 | 6 | 0 |" in out  # live files before, after; merged
+    assert "| chunks | 2 | 2 | 0 | 0 |" in out  # live files before, after
+    assert "embedding cache: 24 rows; fragments 6 -> " in out
+    assert "rows outside the key index 24 -> 0" in out
     assert "vacuumed: 0 (older than 168 h)" in out  # the default retention keeps them

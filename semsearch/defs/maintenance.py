@@ -37,6 +37,23 @@ def maintenance_metadata(report: StorageMaintenance) -> dict[str, object]:
         "compactions_skipped": sum(bool(t.problem) and not t.failed for t in report.delta),
         "index_versions_before": report.index_versions_before,
         "index_versions_after": report.index_versions_after,
+        **_cache_metadata(report),
+    }
+
+
+def _cache_metadata(report: StorageMaintenance) -> dict[str, object]:
+    cache = report.cache
+    if cache is None:
+        return {}
+    return {
+        "cache_rows": cache.rows,
+        "cache_fragments_before": cache.fragments_before,
+        "cache_fragments_after": cache.fragments_after,
+        "cache_unindexed_rows_before": cache.unindexed_rows_before,
+        "cache_unindexed_rows_after": cache.unindexed_rows_after,
+        "cache_versions_before": cache.versions_before,
+        "cache_versions_after": cache.versions_after,
+        "cache_problem": cache.problem,
     }
 
 
@@ -44,12 +61,17 @@ def build_maintenance_job(retention_hours: int) -> JobDefinition:
     # In the LanceDB pool: the index's single writer, so cleanup never races a day's write.
     @op(
         pool=LANCEDB_POOL,
-        description=f"Compacts every Delta table and the LanceDB index, then deletes files "
-        f"that no version of the last {retention_hours} hours needs.",
+        description=f"Compacts every Delta table, the LanceDB index and the embedding cache "
+        f"(folding its new rows into the key index), then deletes files that no version of "
+        f"the last {retention_hours} hours needs.",
     )
     def compact_and_vacuum(context: OpExecutionContext, storage: StorageResource):
         report = maintain_storage(
-            storage.tables(), list(ALL_TABLES), storage.index(), retention_hours
+            storage.tables(),
+            list(ALL_TABLES),
+            storage.index(),
+            retention_hours,
+            cache=storage.cache(),
         )
         metadata = maintenance_metadata(report)
         context.log.info(

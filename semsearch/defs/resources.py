@@ -27,11 +27,12 @@ from semsearch.core.ingest import ColumnMapping, DatePolicy, RecordParser
 from semsearch.core.theme_trends import TrendRule
 from semsearch.core.themes import ThemeParams
 from semsearch.storage.delta import DeltaTables
+from semsearch.storage.embedding_cache import CacheStore
 from semsearch.storage.vector_index import AnnParams, VectorIndex
 
 
 class StorageResource(ConfigurableResource):
-    """The landing folder, the Delta tables folder and the LanceDB index."""
+    """The landing folder, the Delta tables folder, the LanceDB index and embedding cache."""
 
     landing_dir: str
     tables_dir: str
@@ -52,6 +53,10 @@ class StorageResource(ConfigurableResource):
 
     def index(self) -> VectorIndex:
         return VectorIndex(self.lance_uri, self.lance_table)
+
+    def cache(self) -> CacheStore:
+        """The embedding cache (created on first use, from an old Delta cache if there is one)."""
+        return CacheStore.open(self.lance_uri, legacy=self.tables())
 
 
 def source_table_resource(uri: str) -> DeltaTableResource:

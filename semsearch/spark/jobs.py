@@ -1,10 +1,11 @@
 """The chunks and embeddings stages of one day as Spark jobs.
 
 Executors read the day's Parquet files (listed from the Delta log by the driver), chunk, look
-the chunks up in the embedding cache with a JOIN, embed the misses in `mapInArrow` with a
-backend built once per Python worker process, validate the vectors, and write every table's
-files; the driver commits them (`delta_files.commit`). What the driver receives: file actions,
-counters, a five-row preview.
+the day's keys up in the embedding cache (the LanceDB table's BTree, in `mapInArrow`), embed
+the misses with a backend built once per Python worker process, validate the vectors, append
+them to the cache as each request completes, and write every Delta table's files; the driver
+commits those (`delta_files.commit`). What the driver receives: file actions, counters, a
+five-row preview; never the cache.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -29,14 +29,12 @@ from semsearch.core.ids import embedding_cache_key
 from semsearch.core.openai import EmbeddingConfigError
 from semsearch.spark.delta_files import PART_SCHEMA, commit, file_uris, write_parts
 from semsearch.storage.delta import DeltaTables
-from semsearch.storage.embedding_store import vectors_column
+from semsearch.storage.embedding_cache import CacheStore, LanceVectorCache
 from semsearch.storage.schemas import (
-    CACHE_TABLE,
     CHUNKS,
     CHUNKS_TABLE,
     DEAD_LETTER_TABLE,
     DOCUMENTS,
-    EMBEDDING_CACHE,
     EMBEDDING_DEAD_LETTER,
     EMBEDDINGS,
     EMBEDDINGS_TABLE,
@@ -256,47 +254,23 @@ class EmbeddedDay:
     retried: int
     recovered: int
     cache_rows: int
+    cache_folded: int  # rows added to the cache's key index at the end of the run
 
 
-class _PartCache:
-    """The executor's side of `embed_with_cache`: nothing cached (the JOIN found the hits),
-    fresh vectors streamed into one Parquet part of the cache table."""
+def embed_day(
+    spark, tables: DeltaTables, cache: CacheStore, day: date, backend: BackendSpec
+) -> EmbeddedDay:
+    """Cache lookups, misses embedded on the executors, then the day's tables committed.
 
-    def __init__(self, model_id: str, dimension: int):
-        self.model_id, self.dimension = model_id, dimension
-        self.batches: list[pa.RecordBatch] = []
-
-    def lookup(self, keys):
-        return {}
-
-    def count_rows(self) -> int:
-        return 0
-
-    def store(self, keys, vectors: np.ndarray) -> None:
-        now = datetime.now(UTC)
-        n = len(keys)
-        table = pa.table(
-            {
-                "cache_key": list(keys),
-                "model_id": [self.model_id] * n,
-                "dimension": [self.dimension] * n,
-                "vector": vectors_column(vectors),
-                "created_at": [now] * n,
-            },
-            schema=EMBEDDING_CACHE,
-        )
-        self.batches.extend(table.to_batches())
-
-
-def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> EmbeddedDay:
-    """Cache JOIN, misses embedded on the executors, then the day's tables committed.
-
-    Two jobs. The first embeds the distinct missing texts, each task writing its fresh vectors
-    as a part of `embedding_cache` and its failures to a staging file; the driver appends the
-    cache parts (vectors paid for are kept whatever follows). The second joins the day's
-    chunks with the cache for the `embeddings` rows and with the failures (and the day's earlier
-    dead letters, for attempts and first_seen) for `embedding_dead_letter`; the driver commits
-    dead letters, then embeddings, each the day's replace.
+    The day's distinct keys are looked up by the executors (BTree lookups per batch, at the
+    cache version the driver pinned). The first job embeds the distinct missing texts through
+    the same `embed_with_cache` as the local engine: each task appends its vectors to the cache
+    as each request completes (a task Spark retries, or a run killed and run again, finds them
+    there and pays nothing twice) and writes its failures to a staging file. The second joins
+    the day's chunks with the cache's vectors for the `embeddings` rows and with the failures
+    (and the day's earlier dead letters, for attempts and first_seen) for
+    `embedding_dead_letter`; the driver commits dead letters, then embeddings, each the day's
+    replace, and folds the run's cache rows into the key index.
     """
     from pyspark.sql import functions as F
 
@@ -318,14 +292,14 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
     keyed = chunks.repartition(_tasks(spark, total), "chunk_id").mapInArrow(key, keyed_schema)
     keyed = keyed.persist()
     day_keys = keyed.select("cache_key").distinct()
-    cached = _cache_vectors(spark, tables, day_keys)
+    cached = _cache_vectors(spark, cache, day_keys, _tasks(spark, total)).persist()
     hits = keyed.join(cached.select("cache_key"), "cache_key", "left_semi").count()
     misses = keyed.join(cached.select("cache_key"), "cache_key", "left_anti")
     misses = misses.select("cache_key", "text").dropDuplicates(["cache_key"])
     run = f"{day.isoformat()}-{os.getpid()}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
     staging = f"{tables.uri(DEAD_LETTER_TABLE)}/{STAGING}/{run}"
     fail = "embed" in _failing_jobs(spark)
-    cache_uri = tables.uri(CACHE_TABLE)
+    lance_uri = cache.lance_uri
 
     def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         rows = pa.Table.from_batches(
@@ -334,7 +308,7 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
         if rows.num_rows == 0:
             return
         keys, texts = rows.column("cache_key").to_pylist(), rows.column("text").to_pylist()
-        sink = _PartCache(facts.model_id, facts.dimension)
+        sink = LanceVectorCache(CacheStore(lance_uri), facts.model_id, facts.dimension)
         info: dict = {"inputs": len(keys)}
         try:
             outcome = embed_with_cache(texts, keys, worker_backend(task_backend), sink)
@@ -343,9 +317,6 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
             info["fatal"] = str(error)
             stats, failures = EmbeddingStats(), []
         info["stats"] = [stats.requests, stats.retries, stats.tokens, dict(stats.retry_reasons)]
-        if sink.batches:
-            (part,) = write_parts(cache_uri, EMBEDDING_CACHE, None)(iter(sink.batches))
-            info["cache_part"] = part.to_pylist()[0]
         if failures:
             failed = pa.table(
                 {
@@ -367,13 +338,7 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
         .mapInArrow(embed, "info string")
         .collect()
     ]
-    commit(
-        tables,
-        CACHE_TABLE,
-        EMBEDDING_CACHE,
-        [i["cache_part"] for i in infos if "cache_part" in i],
-        None,
-    )
+    cached.unpersist()
     fatal = [i["fatal"] for i in infos if "fatal" in i]
     if fatal:
         keyed.unpersist()
@@ -415,7 +380,7 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
     )
     if dead_parts or tables.exists(DEAD_LETTER_TABLE):
         commit(tables, DEAD_LETTER_TABLE, EMBEDDING_DEAD_LETTER, dead_parts, day)
-    vectors = _cache_vectors(spark, tables, day_keys)
+    vectors = _cache_vectors(spark, cache, day_keys, _tasks(spark, total))
     embedded = keyed.join(vectors, "cache_key", "inner").select(
         "chunk_id",
         "doc_id",
@@ -446,17 +411,24 @@ def embed_day(spark, tables: DeltaTables, day: date, backend: BackendSpec) -> Em
         dead_letters=_rows(dead_parts),
         retried=retried,
         recovered=recovered,
-        cache_rows=tables.count_rows(CACHE_TABLE, EMBEDDING_CACHE),
+        cache_folded=cache.fold_in(),
+        cache_rows=cache.count_rows(),
     )
 
 
-def _cache_vectors(spark, tables: DeltaTables, day_keys):
-    """The cache's vector of each of the day's keys (one per key)."""
-    from pyspark.sql import functions as F
+def _cache_vectors(spark, cache: CacheStore, day_keys, tasks: int):
+    """The cache's vector of each of the day's keys (one per key, its earliest), looked up by
+    the executors at the cache's current version: only the day's hits leave the table."""
+    lance_uri, version = cache.lance_uri, cache.version
 
-    cache = read_table(spark, tables, CACHE_TABLE, EMBEDDING_CACHE, None)
-    found = cache.join(day_keys, "cache_key", "left_semi")
-    return found.groupBy("cache_key").agg(F.min_by("vector", "created_at").alias("vector"))
+    def lookup(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        store = CacheStore(lance_uri)
+        for batch in batches:
+            found = store.lookup(batch.column("cache_key").to_pylist(), version=version)
+            yield from found.to_batches()
+
+    schema = "cache_key string, vector array<float>"
+    return day_keys.repartition(tasks, "cache_key").mapInArrow(lookup, schema)
 
 
 def _failures_by_class(spark, dead_parts, tables: DeltaTables, day: date) -> dict:

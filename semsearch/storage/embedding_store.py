@@ -1,4 +1,5 @@
-"""The embedding cache and the dead-letter table (both Delta)."""
+"""The `embeddings` rows and the dead-letter table (both Delta); the embedding cache is a
+LanceDB table, see `embedding_cache`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ import pyarrow as pa
 from semsearch.core.embedding import EmbeddingFailure
 from semsearch.storage.delta import DeltaTables
 from semsearch.storage.schemas import (
-    CACHE_TABLE,
     DEAD_LETTER_TABLE,
-    EMBEDDING_CACHE,
     EMBEDDING_DEAD_LETTER,
     EMBEDDINGS,
 )
@@ -24,52 +23,6 @@ def vectors_column(vectors: np.ndarray) -> pa.Array:
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
     fixed = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
     return fixed.cast(pa.list_(pa.float32()))
-
-
-def vectors_from_column(column: pl.Series | pa.Array, dimension: int) -> np.ndarray:
-    values = column.to_numpy() if isinstance(column, pl.Series) else column
-    if len(values) == 0:
-        return np.zeros((0, dimension), dtype=np.float32)
-    return np.stack(list(values)).astype(np.float32)
-
-
-class DeltaVectorCache:
-    """Vectors by cache key (hash of model, dimensions and exact text), for one model."""
-
-    def __init__(self, tables: DeltaTables, model_id: str, dimension: int):
-        self.tables = tables
-        self.model_id = model_id
-        self.dimension = dimension
-
-    def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        if not keys:
-            return {}
-        found = (
-            self.tables.scan(CACHE_TABLE, EMBEDDING_CACHE)
-            .filter(pl.col("cache_key").is_in(list(keys)))
-            .select("cache_key", "vector")
-            .unique(subset="cache_key", keep="first")
-            .collect()
-        )
-        vectors = vectors_from_column(found["vector"], self.dimension)
-        return dict(zip(found["cache_key"].to_list(), vectors, strict=True))
-
-    def count_rows(self) -> int:
-        return self.tables.count_rows(CACHE_TABLE, EMBEDDING_CACHE)
-
-    def store(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        now = datetime.now(UTC)
-        table = pa.table(
-            {
-                "cache_key": list(keys),
-                "model_id": [self.model_id] * len(keys),
-                "dimension": [self.dimension] * len(keys),
-                "vector": vectors_column(vectors),
-                "created_at": [now] * len(keys),
-            },
-            schema=EMBEDDING_CACHE,
-        )
-        self.tables.append(CACHE_TABLE, table, EMBEDDING_CACHE, partitioned=False)
 
 
 def embeddings_table(

@@ -1,9 +1,10 @@
 """Keeping the stored tables small: compaction and removal of files no version still needs.
 
-Every re-run of a day replaces that day's files, and the per-run appends (embedding cache, dead
-letters, rejections, alerts) add small files; the old files stay on disk for time travel until
-vacuumed. Without this a long-running deployment's storage grows without bound and every table's
-file list (the Delta log, a directory listing on object stores) with it.
+Every re-run of a day replaces that day's files, and the per-run appends (dead letters,
+rejections, alerts; the embedding cache's per-request Lance fragments) add small files; the old
+files stay on disk for time travel until vacuumed. Without this a long-running deployment's
+storage grows without bound and every table's file list (the Delta log, a directory listing on
+object stores) with it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from semsearch.storage.delta import DeltaTables
+from semsearch.storage.embedding_cache import CacheMaintenance, CacheStore
 from semsearch.storage.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class StorageMaintenance:
     delta: list[TableMaintenance]
     index_versions_before: int
     index_versions_after: int
+    cache: CacheMaintenance | None = None  # the LanceDB embedding cache, when it exists
 
     @property
     def failures(self) -> list[TableMaintenance]:
@@ -107,9 +110,18 @@ def _maintain_or_report(tables: DeltaTables, name: str, retention_hours: int):
 
 
 def maintain_storage(
-    tables: DeltaTables, table_names: list[str], index: VectorIndex, retention_hours: int
+    tables: DeltaTables,
+    table_names: list[str],
+    index: VectorIndex,
+    retention_hours: int,
+    cache: CacheStore | None = None,
 ) -> StorageMaintenance:
-    """Maintain every existing Delta table in `table_names`, each on its own, and the index."""
+    """Maintain every existing Delta table in `table_names`, each on its own, the index, and
+    the embedding cache (compaction, every row folded into its key index, old versions
+    dropped)."""
     results = [_maintain_or_report(tables, name, retention_hours) for name in table_names]
     versions = index.optimize(cleanup_older_than=timedelta(hours=retention_hours))
-    return StorageMaintenance([r for r in results if r is not None], *versions)
+    cached = None
+    if cache is not None and cache.exists():
+        cached = cache.maintain(cleanup_older_than=timedelta(hours=retention_hours))
+    return StorageMaintenance([r for r in results if r is not None], *versions, cache=cached)

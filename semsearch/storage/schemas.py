@@ -13,7 +13,7 @@ REJECTED_TABLE = "rejected_records"
 RAW_TABLE = "raw_documents"
 CHUNKS_TABLE = "chunks"
 EMBEDDINGS_TABLE = "embeddings"
-CACHE_TABLE = "embedding_cache"
+CACHE_TABLE = "embedding_cache"  # a LanceDB table beside the index (storage/embedding_cache.py)
 DEAD_LETTER_TABLE = "embedding_dead_letter"
 THEMES_TABLE = "themes"
 ASSIGNMENTS_TABLE = "theme_assignments"
@@ -21,6 +21,8 @@ TRENDS_TABLE = "theme_trends"
 LABELS_TABLE = "theme_labels"  # the chat label cache, by theme content
 ALERTS_TABLE = "alerts"
 INDEX_TABLE = "chunks"  # the LanceDB table of the vector and keyword index (not a Delta table)
+# The Delta tables. A home of an earlier version may still hold a Delta `embedding_cache`: it is
+# imported into the LanceDB cache once and no longer maintained.
 ALL_TABLES = (
     BRONZE_TABLE,
     LANDED_TABLE,
@@ -28,7 +30,6 @@ ALL_TABLES = (
     RAW_TABLE,
     CHUNKS_TABLE,
     EMBEDDINGS_TABLE,
-    CACHE_TABLE,
     DEAD_LETTER_TABLE,
     THEMES_TABLE,
     ASSIGNMENTS_TABLE,

@@ -28,8 +28,8 @@ from semsearch.defs.partitions import (
 from semsearch.defs.resources import EmbeddingResource, StorageResource
 from semsearch.spark.jobs import BackendSpec, EmbeddedDay, embed_day
 from semsearch.storage.delta import DeltaTables
+from semsearch.storage.embedding_cache import CacheStore, LanceVectorCache
 from semsearch.storage.embedding_store import (
-    DeltaVectorCache,
     embeddings_table,
     read_dead_letters,
     record_dead_letters,
@@ -86,9 +86,12 @@ def build_embeddings(
                 CACHE_TABLE,
                 code_version=CODE_VERSION,
                 deps=[CHUNKS_TABLE],
-                kinds={"deltalake"},
+                kinds={"lancedb"},
                 description="Vectors by hash of model, dimensions and exact text, shared by "
-                "every day (one table, not partitioned). A day's partition is its run's use of "
+                "every day: one LanceDB table beside the index, with a BTree on the key, so a "
+                "lookup reads index pages instead of scanning the table. Vectors are appended "
+                "as each request completes (a cut-off run keeps what it paid for) and folded "
+                "into the index at the end of the run. A day's partition is its run's use of "
                 "the cache: hits, vectors added, and the rows the cache holds afterwards.",
             ),
         ],
@@ -124,12 +127,13 @@ def _embeddings(context, storage, embedder, session) -> Iterator[MaterializeResu
     """
     day, tables, timer = partition_day(context), storage.tables(), StageTimer()
     with timer.step("embed"), embedder.logs_to(context.log):
+        cache = storage.cache()
         try:
             if session is not None:
                 spec = BackendSpec(embedder.backend_settings(), embedder.api_key())
-                done = embed_day(session, tables, day, spec)
+                done = embed_day(session, tables, cache, day, spec)
             else:
-                done = _embed_locally(tables, day, embedder)
+                done = _embed_locally(tables, cache, day, embedder)
         except EmbeddingConfigError as error:
             # Every further request would fail alike: stop before any table is touched.
             raise Failure(
@@ -174,12 +178,15 @@ def _embeddings(context, storage, embedder, session) -> Iterator[MaterializeResu
             "engine": engine_name,
             "hits": summary["cache_hits"],
             "misses": summary["cache_misses"],
-            **table_metadata(storage, CACHE_TABLE),
+            "rows_folded_into_index": done.cache_folded,
+            "table": MetadataValue.path(cache.uri),
         },
     )
 
 
-def _embed_locally(tables: DeltaTables, day, embedder: EmbeddingResource) -> EmbeddedDay:
+def _embed_locally(
+    tables: DeltaTables, store: CacheStore, day, embedder: EmbeddingResource
+) -> EmbeddedDay:
     backend = embedder.get_backend()
     retry_first = set(read_dead_letters(tables, day)["chunk_id"].to_list())
     # The previous run's failures are sent first, so a run cut short by a rate limit or a
@@ -189,7 +196,7 @@ def _embed_locally(tables: DeltaTables, day, embedder: EmbeddingResource) -> Emb
     )
     chunk_ids, texts = chunk_rows["chunk_id"].to_list(), chunk_rows["text"].to_list()
     keys = [embedding_cache_key(backend.model_id, backend.dimension, t) for t in texts]
-    cache = DeltaVectorCache(tables, backend.model_id, backend.dimension)
+    cache = LanceVectorCache(store, backend.model_id, backend.dimension)
     outcome = embed_with_cache(texts, keys, backend, cache)
     embedded = [v for v in outcome.vectors if v is not None]
     vectors = np.stack(embedded) if embedded else np.zeros((0, backend.dimension), np.float32)
@@ -212,5 +219,6 @@ def _embed_locally(tables: DeltaTables, day, embedder: EmbeddingResource) -> Emb
         dead_letters=len(failed),
         retried=len(retried),
         recovered=len(retried - failed),
-        cache_rows=cache.count_rows(),
+        cache_folded=store.fold_in(),  # this run's vectors into the key index
+        cache_rows=store.count_rows(),
     )
