@@ -215,7 +215,7 @@ def print_modes(searcher: Searcher, query_texts: list[str], filters: dict) -> No
     embed_ms = []
     for text in query_texts:
         start = time.perf_counter()
-        searcher.backend.embed([text])
+        searcher.query_embedder(text)  # what a new query costs (ONNX Runtime, one thread)
         embed_ms.append((time.perf_counter() - start) * 1000)
     print(f"\nsearch modes, documents, k={K}, query embedding excluded")
     print(f"{'filter':<26}{'mode':<9}{'p50':>7}{'p95':>7}{'p99':>7}")
