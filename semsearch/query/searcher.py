@@ -136,7 +136,7 @@ class Searcher:
             return []
         vector = None
         if mode in ("vector", "hybrid"):
-            self.index.check_model(self.backend.model_id)
+            self.index.check_model(self.backend.model_id, table)
             vector = self.embed_query(query)
         legs = _Legs(self, table, query, vector, mode, search_filter.to_sql(), exact)
         reranker = self.reranker

@@ -129,6 +129,14 @@ class VectorIndex:
                 self._snapshot = (version, pinned, pinned.to_lance())
             return self._snapshot[1]
 
+    def version_of(self, table) -> int:
+        """`table`'s version: a snapshot's is known (asking LanceDB costs an event-loop trip)."""
+        with self._lock:
+            pinned = self._snapshot
+        if pinned is not None and pinned[1] is table:
+            return pinned[0]
+        return table.version
+
     def _dataset(self, table) -> lance.LanceDataset:
         """The Lance dataset behind `table`: queries run on it directly, one call each (through
         LanceDB's table they cost ~20 round trips to its event loop, ~6 ms of a hybrid query)."""
@@ -155,12 +163,13 @@ class VectorIndex:
         )
         return sorted(set(rows.column("model_id").to_pylist()))
 
-    def check_model(self, model_id: str) -> None:
-        """Refuse a table holding another model's vectors; scanned once per table version."""
-        table = self.table()
+    def check_model(self, model_id: str, table=None) -> None:
+        """Refuse a table (latest, or the `snapshot()` given) holding another model's vectors;
+        scanned once per table version."""
+        table = self.table() if table is None else table
         if table is None:
             return
-        version = table.version
+        version = self.version_of(table)
         if self._model_checked == (version, model_id):
             return
         others = table.count_rows(f"model_id != {sql_literal(model_id)}")
@@ -279,10 +288,10 @@ class VectorIndex:
     def has_ann_index(self, table=None) -> bool:
         """Whether the table (latest, or the `snapshot()` given) has an ANN index; listed once
         per table version (every query asks)."""
-        table = table or self.table()
+        table = self.table() if table is None else table
         if table is None:
             return False
-        version = table.version
+        version = self.version_of(table)
         if self._has_ann is None or self._has_ann[0] != version:
             found = any(i.index_type.upper().startswith("IVF") for i in table.list_indices())
             self._has_ann = (version, found)
@@ -340,7 +349,7 @@ class VectorIndex:
     def plan(self, where: str | None, params: AnnParams, exact: bool = False, table=None) -> str:
         """How a query with this filter is answered: "exact" (flat over the matching rows) or
         "ann" (IVF with the filter applied before the probe)."""
-        table = table or self.table()
+        table = self.table() if table is None else table
         if exact or table is None or not self.has_ann_index(table):
             return "exact"
         if where and table.count_rows(where) <= params.exact_filter_rows:
@@ -359,7 +368,7 @@ class VectorIndex:
         """The k nearest rows among those matching `where`: the true top k for a selective
         filter (exact over its rows), ANN with the filter applied first otherwise. `table`: a
         `snapshot()` to read (default: the latest version)."""
-        table = table or self.snapshot()
+        table = self.snapshot() if table is None else table
         if table is None:
             return pa.table({})
         vector = np.asarray(vector, np.float32)
@@ -385,7 +394,7 @@ class VectorIndex:
     def keyword_search(self, text: str, k: int, where: str | None, table=None) -> pa.Table:
         """The k rows whose text best matches `text` by BM25 (`_score`, higher is better) among
         those matching `where`, filtered before the top k is taken."""
-        table = table or self.snapshot()
+        table = self.snapshot() if table is None else table
         if table is None:
             return pa.table({})
         return self._dataset(table).to_table(
