@@ -2,6 +2,7 @@
 back to PyTorch (with a warning) when it cannot be built."""
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -32,3 +33,14 @@ def test_query_embedder_falls_back_to_pytorch(local_backend, tmp_path, caplog):
     np.testing.assert_allclose(
         vector, local_backend.embed(["my card has not arrived"]).vectors[0], atol=1e-6
     )
+
+
+def test_queries_embedded_on_many_threads_get_their_own_vectors(local_backend, banking77, tmp_path):
+    """A server embeds queries on many threads at once through one encoder."""
+    texts = [r["text"] for r in banking77[:64]]
+    encoder = OnnxQueryEncoder(local_backend, tmp_path)
+    alone = [encoder.embed(t) for t in texts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(encoder.embed, texts))
+    for mine, expected in zip(together, alone, strict=True):
+        np.testing.assert_allclose(mine, expected, atol=1e-6)

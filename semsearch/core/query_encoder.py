@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,7 @@ class OnnxQueryEncoder:
         if kinds[:2] != ["Transformer", "Pooling"] or _pooling_mode(pooling) != "mean":
             raise ValueError(f"the model's modules {kinds} are not Transformer + mean Pooling")
         self.tokenizer = model.tokenizer
+        self._tokenizer_lock = threading.Lock()
         self.max_length = int(model.max_seq_length)
         self.dimension = backend.dimension
         path = exported_network(model, backend.model_path, cache_dir)
@@ -81,9 +83,12 @@ class OnnxQueryEncoder:
         )
 
     def embed(self, text: str) -> np.ndarray:
-        encoded = self.tokenizer(
-            [text], truncation=True, max_length=self.max_length, return_tensors="np"
-        )
+        # A fast tokenizer called with truncation settings may reconfigure itself, which raises
+        # ("Already borrowed") if another thread uses it at that moment; tokenizing takes ~0.1 ms.
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(
+                [text], truncation=True, max_length=self.max_length, return_tensors="np"
+            )
         feeds = {name: encoded[name].astype(np.int64) for name in _INPUTS}
         tokens = self.session.run(None, feeds)[0]
         mask = encoded["attention_mask"][..., None].astype(np.float32)
