@@ -12,6 +12,8 @@ import time
 from typing import TextIO
 
 from rich.console import Console
+from rich.highlighter import NullHighlighter
+from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -102,11 +104,10 @@ class _Runs:
         return f"{label} (day {self.days.index(label) + 1}/{len(self.days)})"
 
 
-def _line_logger(stream: TextIO) -> logging.Logger:
-    """A logger writing bare lines to `stream`; outside the logging tree on purpose, so the
-    command's log level (WARNING unless -v) does not hide the progress it asked for."""
+def _line_logger(handler: logging.Handler) -> logging.Logger:
+    """A logger writing bare lines through `handler`; outside the logging tree on purpose, so
+    the command's log level (WARNING unless -v) does not hide the progress it asked for."""
     logger = logging.Logger("semsearch.progress")
-    handler = logging.StreamHandler(stream)  # flushes each line
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     return logger
@@ -116,7 +117,7 @@ class LineProgress(Progress):
     """One line per stage that ends (checks only when they fail), one per run that fails."""
 
     def __init__(self, stream: TextIO) -> None:
-        self.log = _line_logger(stream)
+        self.log = _line_logger(logging.StreamHandler(stream))  # flushes each line
         self.runs = _Runs()
         self.started: dict[tuple[str, str], float] = {}
 
@@ -152,6 +153,17 @@ class BarProgress(Progress):
         self.stream = stream
         self.close = close  # the handle is ours (a duplicate descriptor): close it at the end
         self.console = Console(file=stream)
+        # Lines go above the live bar through its console (rich markup for done / failed).
+        self.log = _line_logger(
+            RichHandler(
+                console=self.console,
+                show_time=False,
+                show_level=False,
+                show_path=False,
+                markup=True,
+                highlighter=NullHighlighter(),
+            )
+        )
         self.bar = RichProgress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -175,7 +187,7 @@ class BarProgress(Progress):
             self.stream.close()
 
     def planned(self, plan: DayPlan) -> None:
-        self.console.print(describe_plan(plan), highlight=False)
+        self.log.info(describe_plan(plan))
 
     def plan(self, runs: list[tuple[str, int]]) -> None:
         self.runs.add(runs)
@@ -189,4 +201,4 @@ class BarProgress(Progress):
 
     def finished(self, label: str, success: bool) -> None:
         mark = "[green]done[/green]" if success else "[red]did not complete[/red]"
-        self.console.print(f"{self.runs.name(label)} {mark}", highlight=False)
+        self.log.info(f"{self.runs.name(label)} {mark}")
