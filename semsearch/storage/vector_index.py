@@ -133,22 +133,22 @@ class VectorIndex:
                 self._snapshot = (version, pinned, pinned.to_lance())
             return self._snapshot[1]
 
-    def version_of(self, table) -> int:
-        """`table`'s version: a snapshot's is known (asking LanceDB costs an event-loop trip)."""
+    def _pinned(self, table) -> tuple[int, object, lance.LanceDataset] | None:
+        """The cached snapshot if `table` is it (its version and dataset are known)."""
         with self._lock:
             pinned = self._snapshot
-        if pinned is not None and pinned[1] is table:
-            return pinned[0]
-        return table.version
+        return pinned if pinned is not None and pinned[1] is table else None
+
+    def version_of(self, table) -> int:
+        """`table`'s version: a snapshot's is known (asking LanceDB costs an event-loop trip)."""
+        pinned = self._pinned(table)
+        return table.version if pinned is None else pinned[0]
 
     def _dataset(self, table) -> lance.LanceDataset:
         """The Lance dataset behind `table`: queries run on it directly, one call each (through
         LanceDB's table they cost ~20 round trips to its event loop, ~6 ms of a hybrid query)."""
-        with self._lock:
-            pinned = self._snapshot
-        if pinned is not None and pinned[1] is table:
-            return pinned[2]
-        return table.to_lance()
+        pinned = self._pinned(table)
+        return table.to_lance() if pinned is None else pinned[2]
 
     def count_rows(self, where: str | None = None) -> int:
         table = self.table()
