@@ -222,3 +222,18 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
+
+
+def test_a_served_process_answers_each_query_on_one_thread_of_every_pool():
+    # BLAS threads spin between calls: on 2 cores they made a served hybrid search cost 25 ms
+    # of CPU instead of 15 (benchmarks/bench_serve.py). A new interpreter, as a worker is.
+    script = (
+        "import numpy, threadpoolctl, torch\n"
+        "from semsearch.serve.server import one_thread_per_query\n"
+        "one_thread_per_query()\n"
+        "print(torch.get_num_threads(), *{p['num_threads'] for p in threadpoolctl.threadpool_info()})"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["1", "1"]

@@ -24,12 +24,16 @@ def check_bind(settings: Settings) -> None:
 
 
 def one_thread_per_query() -> None:
-    """Embed each query on one CPU thread: requests already run in parallel on uvicorn's pool,
-    and torch's own threads on top oversubscribe the cores (measured on 2 busy cores: one query
-    embedded in ~25 ms on 1 thread, ~400 ms on 2; see benchmarks/bench_serve.py)."""
+    """Answer each query on one CPU thread: requests already run in parallel on uvicorn's pool
+    (and in its worker processes), and thread pools inside a query oversubscribe the cores.
+    Measured on 2 cores (benchmarks/bench_serve.py): torch on 2 threads took ~400 ms to embed a
+    query that takes ~25 ms on 1; OpenBLAS's threads (numpy's matrix products) spin between
+    calls, 25 ms of CPU a hybrid search instead of 15 ms."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1)  # every BLAS and OpenMP pool loaded in this process, from now on
 
 
 def serve(settings: Settings, say: Callable[[str], None]) -> int:
