@@ -140,6 +140,44 @@ def test_a_selective_filter_returns_exactly_the_exact_filtered_top_k(
     assert hits.num_rows == 10 and min(hits["partition_date"].to_pylist()) >= DAYS[1]
 
 
+def test_exact_search_is_the_brute_force_top_k_of_the_rows_that_match(tmp_path, vectors, labels):
+    index = VectorIndex(str(tmp_path))
+    params = AnnParams(min_rows=100, rows_per_partition=60, exact_filter_rows=5000)
+    live = {}  # chunk_id -> (vector, label, day): what the table holds now
+    for day, part in zip(DAYS, np.array_split(np.arange(len(vectors)), 3), strict=True):
+        part = part[: len(part) // 2] if day == DAYS[1] else part
+        if day == DAYS[1]:  # written whole, then replaced by half: deleted rows must not come back
+            index.replace_partition(day, tagged_rows(vectors, labels, day), "local/test")
+        index.replace_partition(
+            day, tagged_rows(vectors[part], [labels[i] for i in part], day), "local/test"
+        )
+        live |= {
+            f"c{day.isoformat()}-{n}": (vectors[i], labels[i], day) for n, i in enumerate(part)
+        }
+    index.maintain_ann_index(params)
+    ids = np.array(list(live))
+    matrix = np.array([v for v, _, _ in live.values()])
+    common = max(set(labels), key=labels.count)
+    filters = {
+        f"array_has(metadata_tags, 'intent={common}')": [
+            lab == common for _, lab, _ in live.values()
+        ],
+        "partition_date = date '2024-01-02'": [d == DAYS[1] for _, _, d in live.values()],
+        None: [True] * len(live),
+    }
+    for query in vectors[::500] + 0.01:
+        for where, mask in filters.items():
+            found = index.search(query, 10, where, params, exact=True)
+            similarity = matrix[mask] @ query / np.linalg.norm(matrix[mask], axis=1)
+            similarity /= np.linalg.norm(query)
+            best = np.argsort(-similarity)[:10]
+            assert found["chunk_id"].to_pylist() == ids[mask][best].tolist(), where
+            np.testing.assert_allclose(
+                found["_distance"].to_numpy(), 1 - similarity[best], atol=1e-5
+            )
+            assert set(found.column_names) >= {"text", "doc_id", "partition_date", "metadata"}
+
+
 def test_the_ann_index_is_re_partitioned_once_the_table_outgrows_it(tmp_path, vectors):
     index = VectorIndex(str(tmp_path))
     params = AnnParams(min_rows=500, rows_per_partition=100, rebuild_growth=2.0)
