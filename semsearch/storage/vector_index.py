@@ -82,6 +82,10 @@ SCALAR_INDEXES = {
 RESULT_COLUMNS = ["chunk_id", "doc_id", "partition_date", "title", "text", "metadata"]
 # chunk_ids per IN (...) lookup of rows that moved day (the chunk_id BTree answers each).
 _IDS_PER_LOOKUP = 5000
+# A table whose vectors fit in this many bytes is searched exactly from memory (per process,
+# per version): 128 MiB is 87k chunks of MiniLM's 384 dimensions, 21k of OpenAI's 1536.
+RESIDENT_VECTOR_BYTES = 128 * 2**20
+_TINY = 1e-12  # a zero vector's norm: it scores 0 instead of dividing by zero
 ANN_PREFIX = "vector_ivf_"  # + the row count at build time: the name records it
 _ANN_NAME = re.compile(rf"^{ANN_PREFIX}(\d+)$")
 
@@ -110,6 +114,8 @@ class VectorIndex:
         # (version, the table checked out at it, its Lance dataset)
         self._snapshot: tuple[int, object, lance.LanceDataset] | None = None
         self._has_ann: tuple[int, bool] | None = None  # (table version, has an ANN index)
+        # (table version, (row ids, unit vectors)) of a small table: see _resident_vectors
+        self._resident: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
 
     def table(self):
         with self._lock:
@@ -378,6 +384,9 @@ class VectorIndex:
         vector = np.asarray(vector, np.float32)
         nearest = {"column": "vector", "q": vector, "k": k, "metric": METRIC}
         if self.plan(where, params, exact, table) == "exact":
+            found = self._resident_search(table, vector, k, where)
+            if found is not None:
+                return found
             nearest["use_index"] = False
         else:
             # HNSW needs ef >= the candidates it hands to the refine step (k x refine_factor).
@@ -394,6 +403,48 @@ class VectorIndex:
             prefilter=bool(where),
             nearest=nearest,
         )
+
+    def _resident_search(
+        self, table, vector: np.ndarray, k: int, where: str | None
+    ) -> pa.Table | None:
+        """The exact top k by cosine over a small table's vectors held in memory (read once per
+        version); None for a table too large to hold (Lance's flat scan answers). Lance's flat
+        search re-reads and converts every vector per query: ~5 ms of a query on 3k rows."""
+        resident = self._resident_vectors(self._dataset(table), self.version_of(table))
+        if resident is None:
+            return None
+        dataset = self._dataset(table)
+        row_ids, vectors = resident
+        if where:
+            found = dataset.to_table(columns=[], filter=where, with_row_id=True)
+            keep = np.isin(row_ids, found.column("_rowid").to_numpy())
+            row_ids, vectors = row_ids[keep], vectors[keep]
+        query = vector / max(float(np.linalg.norm(vector)), _TINY)
+        similarity = vectors @ query
+        top = np.argsort(-similarity, kind="stable")[:k]
+        # LanceDB's own take by row id (pylance is pinned); rows come in the order asked.
+        rows = dataset._take_rows(row_ids[top].tolist(), columns=RESULT_COLUMNS)
+        return rows.append_column("_distance", pa.array(1.0 - similarity[top], pa.float32()))
+
+    def _resident_vectors(
+        self, dataset: lance.LanceDataset, version: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Row ids and unit vectors of a table within RESIDENT_VECTOR_BYTES, read once per
+        version; None for a larger table."""
+        with self._lock:
+            if self._resident is not None and self._resident[0] == version:
+                return self._resident[1]
+        dimension = dataset.schema.field("vector").type.list_size
+        if dataset.count_rows() * dimension * 4 > RESIDENT_VECTOR_BYTES:
+            return None
+        rows = dataset.to_table(columns=["vector"], with_row_id=True)
+        column = rows.column("vector")
+        matrix = column.combine_chunks().flatten().to_numpy().reshape(len(column), dimension)
+        norms = np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), _TINY)
+        resident = (rows.column("_rowid").to_numpy(), (matrix / norms).astype(np.float32))
+        with self._lock:
+            self._resident = (version, resident)
+        return resident
 
     def keyword_search(self, text: str, k: int, where: str | None, table=None) -> pa.Table:
         """The k rows whose text best matches `text` by BM25 (`_score`, higher is better) among
