@@ -231,7 +231,8 @@ def test_a_served_process_answers_each_query_on_one_thread_of_every_pool():
         "import numpy, threadpoolctl, torch\n"
         "from semsearch.serve.server import one_thread_per_query\n"
         "one_thread_per_query()\n"
-        "print(torch.get_num_threads(), *{p['num_threads'] for p in threadpoolctl.threadpool_info()})"
+        "pools = {p['num_threads'] for p in threadpoolctl.threadpool_info()}\n"
+        "print(torch.get_num_threads(), *pools)"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120

@@ -19,6 +19,7 @@ from lance.fragment import write_fragments
 from lancedb.index import FTS, BTree, IvfHnswSq, LabelList
 
 from semsearch.core.filters import sql_literal
+from semsearch.core.theme_clustering import unit_rows
 from semsearch.storage.schemas import INDEX_TABLE
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,6 @@ _IDS_PER_LOOKUP = 5000
 # A table whose vectors fit in this many bytes is searched exactly from memory (per process,
 # per version): 128 MiB is 87k chunks of MiniLM's 384 dimensions, 21k of OpenAI's 1536.
 RESIDENT_VECTOR_BYTES = 128 * 2**20
-_TINY = 1e-12  # a zero vector's norm: it scores 0 instead of dividing by zero
 ANN_PREFIX = "vector_ivf_"  # + the row count at build time: the name records it
 _ANN_NAME = re.compile(rf"^{ANN_PREFIX}(\d+)$")
 
@@ -115,7 +115,7 @@ class VectorIndex:
         self._snapshot: tuple[int, object, lance.LanceDataset] | None = None
         self._has_ann: tuple[int, bool] | None = None  # (table version, has an ANN index)
         # (table version, (row ids, unit vectors)) of a small table: see _resident_vectors
-        self._resident: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
+        self._resident: tuple[int, tuple[np.ndarray, np.ndarray] | None] | None = None
 
     def table(self):
         with self._lock:
@@ -410,18 +410,20 @@ class VectorIndex:
         """The exact top k by cosine over a small table's vectors held in memory (read once per
         version); None for a table too large to hold (Lance's flat scan answers). Lance's flat
         search re-reads and converts every vector per query: ~5 ms of a query on 3k rows."""
-        resident = self._resident_vectors(self._dataset(table), self.version_of(table))
+        dataset = self._dataset(table)
+        resident = self._resident_vectors(dataset, self.version_of(table))
         if resident is None:
             return None
-        dataset = self._dataset(table)
         row_ids, vectors = resident
         if where:
             found = dataset.to_table(columns=[], filter=where, with_row_id=True)
             keep = np.isin(row_ids, found.column("_rowid").to_numpy())
             row_ids, vectors = row_ids[keep], vectors[keep]
-        query = vector / max(float(np.linalg.norm(vector)), _TINY)
-        similarity = vectors @ query
-        top = np.argsort(-similarity, kind="stable")[:k]
+        similarity = vectors @ unit_rows(vector[None])[0]
+        top = np.arange(len(similarity))
+        if len(similarity) > k:  # the k best without sorting every row (87k at most)
+            top = np.argpartition(-similarity, k - 1)[:k]
+        top = top[np.argsort(-similarity[top], kind="stable")]
         # LanceDB's own take by row id (pylance is pinned); rows come in the order asked.
         rows = dataset._take_rows(row_ids[top].tolist(), columns=RESULT_COLUMNS)
         return rows.append_column("_distance", pa.array(1.0 - similarity[top], pa.float32()))
@@ -430,18 +432,17 @@ class VectorIndex:
         self, dataset: lance.LanceDataset, version: int
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Row ids and unit vectors of a table within RESIDENT_VECTOR_BYTES, read once per
-        version; None for a larger table."""
+        version; None for a larger table (also decided once per version)."""
         with self._lock:
             if self._resident is not None and self._resident[0] == version:
                 return self._resident[1]
         dimension = dataset.schema.field("vector").type.list_size
-        if dataset.count_rows() * dimension * 4 > RESIDENT_VECTOR_BYTES:
-            return None
-        rows = dataset.to_table(columns=["vector"], with_row_id=True)
-        column = rows.column("vector")
-        matrix = column.combine_chunks().flatten().to_numpy().reshape(len(column), dimension)
-        norms = np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), _TINY)
-        resident = (rows.column("_rowid").to_numpy(), (matrix / norms).astype(np.float32))
+        resident = None
+        if dataset.count_rows() * dimension * 4 <= RESIDENT_VECTOR_BYTES:
+            rows = dataset.to_table(columns=["vector"], with_row_id=True)
+            column = rows.column("vector")
+            matrix = column.combine_chunks().flatten().to_numpy().reshape(len(column), dimension)
+            resident = (rows.column("_rowid").to_numpy(), unit_rows(matrix))
         with self._lock:
             self._resident = (version, resident)
         return resident
