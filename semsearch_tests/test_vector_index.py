@@ -7,7 +7,7 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 import pytest
-from lancedb.index import FTS
+from lancedb.index import FTS, IvfHnswSq
 
 from semsearch.core.metrics import recall_at_k
 from semsearch.storage.schemas import index_schema
@@ -140,33 +140,47 @@ def test_a_selective_filter_returns_exactly_the_exact_filtered_top_k(
     assert hits.num_rows == 10 and min(hits["partition_date"].to_pylist()) >= DAYS[1]
 
 
-def test_exact_search_is_the_brute_force_top_k_of_the_rows_that_match(tmp_path, vectors, labels):
-    index = VectorIndex(str(tmp_path))
+# Exact search's three ways to the vectors: the whole table held in memory; only a filter's rows
+# held (512 KiB holds a tag's ~50 rows, not the table's 2,500 nor a day's 500); none (Lance's scan).
+@pytest.mark.parametrize("resident_bytes", [2**27, 2**19, 0], ids=["table", "filter", "none"])
+def test_exact_search_is_the_brute_force_top_k_of_the_rows_that_match(
+    tmp_path, vectors, labels, resident_bytes
+):
+    index = VectorIndex(str(tmp_path), resident_bytes=resident_bytes)
     params = AnnParams(min_rows=100, rows_per_partition=60, exact_filter_rows=5000)
-    live = {}  # chunk_id -> (vector, label, day): what the table holds now
-    for day, part in zip(DAYS, np.array_split(np.arange(len(vectors)), 3), strict=True):
-        part = part[: len(part) // 2] if day == DAYS[1] else part
-        if day == DAYS[1]:  # written whole, then replaced by half: deleted rows must not come back
-            index.replace_partition(day, tagged_rows(vectors, labels, day), "local/test")
+    thirds = np.array_split(np.arange(len(vectors)), 3)
+    common = max(set(labels), key=labels.count)
+    filters = [
+        f"array_has(metadata_tags, 'intent={common}')",
+        "partition_date = date '2024-01-02'",
+        None,
+    ]
+    for day, part in zip(DAYS, thirds, strict=True):
         index.replace_partition(
             day, tagged_rows(vectors[part], [labels[i] for i in part], day), "local/test"
         )
+    index.maintain_ann_index(params)
+    for where in filters:  # what is held for this version must not outlive it
+        index.search(vectors[0], 10, where, params, exact=True)
+    # Day 2 replaced by half of itself: its deleted rows must not come back.
+    half = thirds[1][: len(thirds[1]) // 2]
+    index.replace_partition(
+        DAYS[1], tagged_rows(vectors[half], [labels[i] for i in half], DAYS[1]), "local/test"
+    )
+    live = {}  # chunk_id -> (vector, label, day): what the table holds now
+    for day, part in zip(DAYS, [thirds[0], half, thirds[2]], strict=True):
         live |= {
             f"c{day.isoformat()}-{n}": (vectors[i], labels[i], day) for n, i in enumerate(part)
         }
-    index.maintain_ann_index(params)
     ids = np.array(list(live))
     matrix = np.array([v for v, _, _ in live.values()])
-    common = max(set(labels), key=labels.count)
-    filters = {
-        f"array_has(metadata_tags, 'intent={common}')": [
-            lab == common for _, lab, _ in live.values()
-        ],
-        "partition_date = date '2024-01-02'": [d == DAYS[1] for _, _, d in live.values()],
-        None: [True] * len(live),
-    }
+    masks = [
+        [lab == common for _, lab, _ in live.values()],
+        [d == DAYS[1] for _, _, d in live.values()],
+        [True] * len(live),
+    ]
     for query in vectors[::500] + 0.01:
-        for where, mask in filters.items():
+        for where, mask in zip(filters, masks, strict=True):
             found = index.search(query, 10, where, params, exact=True)
             similarity = matrix[mask] @ query / np.linalg.norm(matrix[mask], axis=1)
             similarity /= np.linalg.norm(query)
@@ -185,12 +199,26 @@ def test_the_ann_index_is_re_partitioned_once_the_table_outgrows_it(tmp_path, ve
     assert "built over 600" in index.maintain_ann_index(params)
     index.replace_partition(DAYS[1], rows(vectors[600:1100], DAYS[1]), "local/test")
     assert "updated" in index.maintain_ann_index(params)  # 1100 < 2 x 600
-    assert index.ann_index_names() == ["vector_ivf_600"]
+    assert index.ann_index_names() == ["vector_ivf_600_p6"]
     index.replace_partition(DAYS[2], rows(vectors[1100:1300], DAYS[2]), "local/test")
     assert "re-partitioned over 1300" in index.maintain_ann_index(params)
-    assert index.ann_index_names() == ["vector_ivf_1300"]
+    assert index.ann_index_names() == ["vector_ivf_1300_p13"]
     hit = index.search(vectors[1200], 1, None, params)["chunk_id"].to_pylist()
     assert hit == [f"c{DAYS[2].isoformat()}-100"]
+
+
+def test_an_index_partitioned_by_other_rules_is_re_partitioned_once(tmp_path, vectors):
+    """An index of an earlier version (named without its partitions, 6 partitions of 100 rows)
+    is rebuilt to the current rule (one partition up to a million rows), then only updated."""
+    index = VectorIndex(str(tmp_path))
+    index.replace_partition(DAYS[0], rows(vectors[:600], DAYS[0]), "local/test")
+    index.table().create_index(
+        "vector", config=IvfHnswSq(distance_type="cosine", num_partitions=6), name="vector_ivf_600"
+    )
+    params = AnnParams(min_rows=500)
+    assert "re-partitioned over 600 rows, 1 partitions" in index.maintain_ann_index(params)
+    assert index.ann_index_names() == ["vector_ivf_600_p1"]
+    assert "updated" in index.maintain_ann_index(params)
 
 
 def test_a_warm_index_sees_a_day_written_by_another_process(tmp_path, vectors):

@@ -7,6 +7,7 @@ import logging
 import math
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -36,13 +37,18 @@ class AnnParams:
     """IVF-HNSW-SQ parameters chosen for recall (see benchmarks/bench_ann_recall.py)."""
 
     min_rows: int  # exact search below this many rows (SEMSEARCH_ANN_MIN_ROWS)
-    rows_per_partition: int = 4096
+    # One HNSW graph per million rows, Lance's own target for IVF-HNSW indexes (LanceDB: "for
+    # HNSW, we recommend a small number of partitions"): a graph's search cost grows with the
+    # log of its size, and a query never misses neighbours across partition borders. Measured
+    # side by side (bench_ann_partitions.py, 1M rows, 200 real queries, recall@10 against brute
+    # force): 245 graphs of 4k rows, 32 probed, 6.5 ms and 0.951 at ef 512; one graph 7.0 ms
+    # and 0.977.
+    rows_per_partition: int = 1 << 20
     nprobes: int = 32
-    # HNSW candidates per probed partition: what bounds recall at scale (measured through the
-    # product's path, 60 real queries, recall@10 against exact search: 100k rows 0.987 at both
-    # 128 and 256; 1M rows 0.902 at 128, 0.962 at 256, 0.965 at 512; nprobes 32..128 changed
-    # nothing). 256 is the knee that keeps recall above 0.95 at 1M, ~2 ms more a query.
-    ef: int = 256
+    # HNSW candidates per probed graph: what bounds recall at scale (one graph of 1M rows:
+    # recall 0.913 at 128, 0.939 at 256, 0.977 at 512, 7.0 ms at both 256 and 512). 512 keeps
+    # recall above 0.95 at 1M; a day filter of 10% costs ~4 ms more at 512 than at 256.
+    ef: int = 512
     refine_factor: int = 5
     # A filter matching at most this many rows is answered by exact search over exactly those
     # rows (found through the scalar indexes): IVF probes the partitions nearest the query, and
@@ -83,17 +89,36 @@ SCALAR_INDEXES = {
 RESULT_COLUMNS = ["chunk_id", "doc_id", "partition_date", "title", "text", "metadata"]
 # chunk_ids per IN (...) lookup of rows that moved day (the chunk_id BTree answers each).
 _IDS_PER_LOOKUP = 5000
-# A table whose vectors fit in this many bytes is searched exactly from memory (per process,
-# per version): 128 MiB is 87k chunks of MiniLM's 384 dimensions, 21k of OpenAI's 1536.
+# Exact search reads its rows' vectors from memory, held per process and table version within
+# this many bytes: the whole table when it fits (128 MiB is 87k chunks of MiniLM's 384
+# dimensions, 21k of OpenAI's 1536), else the rows of the selective filters last searched.
 RESIDENT_VECTOR_BYTES = 128 * 2**20
-ANN_PREFIX = "vector_ivf_"  # + the row count at build time: the name records it
-_ANN_NAME = re.compile(rf"^{ANN_PREFIX}(\d+)$")
+# Row sets remembered per version, held or judged too large to hold (bounds the verdicts kept).
+_RESIDENT_SETS = 64
+# The ANN index's name records how it was built: the row count, then the partition count
+# (`vector_ivf_<rows>_p<partitions>`; an index of earlier versions has no partition count).
+ANN_PREFIX = "vector_ivf_"
+_ANN_NAME = re.compile(rf"^{ANN_PREFIX}(\d+)(?:_p(\d+))?$")
+
+
+def ann_name(rows: int, partitions: int) -> str:
+    return f"{ANN_PREFIX}{rows}_p{partitions}"
+
+
+def ann_built(index_names: list[str]) -> tuple[int, int | None] | None:
+    """(rows, partitions) when the current ANN index was built, from its name; None without
+    one. Partitions are None for an index named by an earlier version."""
+    built = [m for n in index_names if (m := _ANN_NAME.match(n))]
+    if not built:
+        return None
+    rows, partitions = built[-1].groups()
+    return int(rows), None if partitions is None else int(partitions)
 
 
 def ann_built_rows(index_names: list[str]) -> int | None:
     """The row count when the current ANN index was built (from its name), None without one."""
-    built = [int(m.group(1)) for n in index_names if (m := _ANN_NAME.match(n))]
-    return built[-1] if built else None
+    built = ann_built(index_names)
+    return None if built is None else built[0]
 
 
 class VectorIndex:
@@ -104,7 +129,12 @@ class VectorIndex:
     index and metadata caches of the open table stay warm.
     """
 
-    def __init__(self, uri: str, table_name: str = INDEX_TABLE):
+    def __init__(
+        self,
+        uri: str,
+        table_name: str = INDEX_TABLE,
+        resident_bytes: int = RESIDENT_VECTOR_BYTES,
+    ):
         self.uri = uri
         self.table_name = table_name
         self._db = lancedb.connect(uri, read_consistency_interval=timedelta(0))
@@ -114,8 +144,7 @@ class VectorIndex:
         # (version, the table checked out at it, its Lance dataset)
         self._snapshot: tuple[int, object, lance.LanceDataset] | None = None
         self._has_ann: tuple[int, bool] | None = None  # (table version, has an ANN index)
-        # (table version, (row ids, unit vectors)) of a small table: see _resident_vectors
-        self._resident: tuple[int, tuple[np.ndarray, np.ndarray] | None] | None = None
+        self._resident = _ResidentSets(resident_bytes)
 
     def table(self):
         with self._lock:
@@ -324,7 +353,9 @@ class VectorIndex:
 
     def maintain_ann_index(self, params: AnnParams) -> str:
         """Build the ANN index once the table is big enough, fold new rows into it afterwards,
-        and re-partition it (a new build) once the table has outgrown its build size.
+        and re-partition it (a new build) once the table has outgrown its build size or the
+        index was partitioned otherwise than `params` partition its build size (an index of an
+        earlier version, or of other parameters).
 
         A build commits atomically: searches use the old index until the new one replaces it.
         """
@@ -334,17 +365,18 @@ class VectorIndex:
             return f"exact (no ANN index below {params.min_rows} rows)"
         self.ensure_scalar_indexes()
         names = self.ann_index_names()
-        built = ann_built_rows(names)
+        built = ann_built(names)
         if rows < params.min_rows and not names:
             table.optimize()  # fold new rows into the scalar indexes
             return f"exact (no ANN index below {params.min_rows} rows)"
-        if names and built is not None and rows < params.rebuild_growth * built:
+        if built is not None and self._ann_is_current(built, rows, params):
             table.optimize()
-            return f"ann (index updated; built over {built} rows, now {rows})"
-        name = f"{ANN_PREFIX}{rows}"
+            return f"ann (index updated; built over {built[0]} rows, now {rows})"
+        partitions = params.num_partitions(rows)
+        name = ann_name(rows, partitions)
         table.create_index(
             "vector",
-            config=IvfHnswSq(distance_type=METRIC, num_partitions=params.num_partitions(rows)),
+            config=IvfHnswSq(distance_type=METRIC, num_partitions=partitions),
             name=name,
         )
         for old in names:  # the old index served searches until now; the new one takes over
@@ -353,8 +385,16 @@ class VectorIndex:
         table.optimize()  # the day's rows into the full-text index too (else scanned flat)
         log.info("ANN index %s built over %d rows (was %s)", name, rows, names or "none")
         what = "re-partitioned" if names else "built"
-        partitions = params.num_partitions(rows)
         return f"ann (IVF_HNSW_SQ {what} over {rows} rows, {partitions} partitions)"
+
+    @staticmethod
+    def _ann_is_current(built: tuple[int, int | None], rows: int, params: AnnParams) -> bool:
+        """Whether the index built over `built` = (rows, partitions) still serves a table of
+        `rows`: not outgrown, and partitioned as `params` partition its build size."""
+        built_rows, partitions = built
+        return rows < params.rebuild_growth * built_rows and partitions == params.num_partitions(
+            built_rows
+        )
 
     def plan(self, where: str | None, params: AnnParams, exact: bool = False, table=None) -> str:
         """How a query with this filter is answered: "exact" (flat over the matching rows) or
@@ -362,7 +402,7 @@ class VectorIndex:
         table = self.table() if table is None else table
         if exact or table is None or not self.has_ann_index(table):
             return "exact"
-        if where and table.count_rows(where) <= params.exact_filter_rows:
+        if where and self._dataset(table).count_rows(filter=where) <= params.exact_filter_rows:
             return "exact"  # the scalar indexes count the matches without a scan
         return "ann"
 
@@ -407,18 +447,24 @@ class VectorIndex:
     def _resident_search(
         self, table, vector: np.ndarray, k: int, where: str | None
     ) -> pa.Table | None:
-        """The exact top k by cosine over a small table's vectors held in memory (read once per
-        version); None for a table too large to hold (Lance's flat scan answers). Lance's flat
-        search re-reads and converts every vector per query: ~5 ms of a query on 3k rows."""
+        """The exact top k by cosine among the rows matching `where`, from vectors held in
+        memory: the whole table's if it fits, else the filter's own rows (read once per version,
+        then ~1 ms a query). None when neither fits (Lance's flat scan answers). Lance's flat
+        search re-reads and converts every matching vector per query: ~5 ms on 3k rows, ~80 ms
+        for a filter's 9k rows scattered over a 1M-row table."""
         dataset = self._dataset(table)
-        resident = self._resident_vectors(dataset, self.version_of(table))
-        if resident is None:
-            return None
-        row_ids, vectors = resident
-        if where:
+        version = self.version_of(table)
+        held = self._resident.rows(dataset, version, None)
+        if held is not None and where:
+            row_ids, vectors = held
             found = dataset.to_table(columns=[], filter=where, with_row_id=True)
             keep = np.isin(row_ids, found.column("_rowid").to_numpy())
-            row_ids, vectors = row_ids[keep], vectors[keep]
+            held = row_ids[keep], vectors[keep]
+        elif held is None and where:
+            held = self._resident.rows(dataset, version, where)
+        if held is None:
+            return None
+        row_ids, vectors = held
         similarity = vectors @ unit_rows(vector[None])[0]
         top = np.arange(len(similarity))
         if len(similarity) > k:  # the k best without sorting every row (87k at most)
@@ -427,25 +473,6 @@ class VectorIndex:
         # LanceDB's own take by row id (pylance is pinned); rows come in the order asked.
         rows = dataset._take_rows(row_ids[top].tolist(), columns=RESULT_COLUMNS)
         return rows.append_column("_distance", pa.array(1.0 - similarity[top], pa.float32()))
-
-    def _resident_vectors(
-        self, dataset: lance.LanceDataset, version: int
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Row ids and unit vectors of a table within RESIDENT_VECTOR_BYTES, read once per
-        version; None for a larger table (also decided once per version)."""
-        with self._lock:
-            if self._resident is not None and self._resident[0] == version:
-                return self._resident[1]
-        dimension = dataset.schema.field("vector").type.list_size
-        resident = None
-        if dataset.count_rows() * dimension * 4 <= RESIDENT_VECTOR_BYTES:
-            rows = dataset.to_table(columns=["vector"], with_row_id=True)
-            column = rows.column("vector")
-            matrix = column.combine_chunks().flatten().to_numpy().reshape(len(column), dimension)
-            resident = (rows.column("_rowid").to_numpy(), unit_rows(matrix))
-        with self._lock:
-            self._resident = (version, resident)
-        return resident
 
     def keyword_search(self, text: str, k: int, where: str | None, table=None) -> pa.Table:
         """The k rows whose text best matches `text` by BM25 (`_score`, higher is better) among
@@ -460,3 +487,50 @@ class VectorIndex:
             prefilter=bool(where),
             limit=k,
         )
+
+
+class _ResidentSets:
+    """Row ids and unit vectors of row sets (the whole table: `where` None; or the rows of one
+    filter) of one table version, within a byte budget; the least recently used set goes first.
+    A set too large for the budget is remembered as None, so it is counted once per version."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._sets: OrderedDict[str | None, tuple[np.ndarray, np.ndarray] | None] = OrderedDict()
+
+    def rows(
+        self, dataset: lance.LanceDataset, version: int, where: str | None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            if self._version != version:  # another version's rows are of no use
+                self._version, self._sets = version, OrderedDict()
+            if where in self._sets:
+                self._sets.move_to_end(where)
+                return self._sets[where]
+        held = self._read(dataset, where)
+        with self._lock:
+            if self._version == version:
+                self._keep(where, held)
+        return held
+
+    def _read(
+        self, dataset: lance.LanceDataset, where: str | None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        dimension = dataset.schema.field("vector").type.list_size
+        if dataset.count_rows(filter=where) * dimension * 4 > self.budget_bytes:
+            return None
+        rows = dataset.to_table(columns=["vector"], filter=where, with_row_id=True)
+        column = rows.column("vector")
+        matrix = column.combine_chunks().flatten().to_numpy().reshape(len(column), dimension)
+        return rows.column("_rowid").to_numpy(), unit_rows(matrix)
+
+    def _keep(self, where: str | None, held: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self._sets[where] = held
+        self._sets.move_to_end(where)
+        while len(self._sets) > _RESIDENT_SETS or self._bytes() > self.budget_bytes:
+            self._sets.popitem(last=False)
+
+    def _bytes(self) -> int:
+        return sum(v.nbytes + ids.nbytes for ids, v in filter(None, self._sets.values()))
