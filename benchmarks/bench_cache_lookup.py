@@ -35,6 +35,14 @@ stay near (keys asked) x 0.5 ms, not measured beyond 10M. Splitting the keys ove
 threads did not help (the page loads are CPU-bound here). Smaller pages (`zone_size` 256 or
 64) and an int64 key prefix made the cold lookup no faster. The fold-in rewrites the index, so
 it grows with the size too.
+
+Tried later at 10M (3000 keys, fresh dataset, d=16; page loads are ~90% of the time, checking
+each loaded page against the whole IN list ~9%): BTREE `zone_size` 65536 / 262144 1.04 / 1.17 s,
+BLOOMFILTER ~1.0 s, BITMAP 7.1 s, the table sorted by key with a ZONEMAP 0.85 s, `prewarm_index`
+1.29 s. What did work, not built: a stdlib sqlite3 side index (key -> stable Lance row id, the
+table created with `enable_stable_row_ids=True`) and `_take_rows(ids, ["vector"])`: 0.038-0.058
+s at 10M against 0.015-0.025 s at 100k, a run's fold-in of 1000 vectors 0.1 s at 10M (3.3 s
+now); it needs a local POSIX filesystem and a one-off copy of an existing cache.
 """
 
 from __future__ import annotations
