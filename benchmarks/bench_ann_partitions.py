@@ -15,6 +15,7 @@ Each variant's table is kept under `--work`, so a rerun only measures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from datetime import date, timedelta
@@ -75,7 +76,7 @@ def main() -> None:
             truth = [set(ids[subset[np.argsort(-(vectors[subset] @ q))[:K]]]) for q in queries]
             sql = None if mask is None else day_filter(START)
             for ef in [int(x) for x in args.ef.split(",")]:
-                ef_params = AnnParams(**{**params.__dict__, "ef": ef})
+                ef_params = dataclasses.replace(params, ef=ef)
                 index.search(queries[0], K, sql, ef_params)  # the index into memory
                 ms, recall = [], []
                 for q, true in zip(queries, truth, strict=True):

@@ -392,9 +392,8 @@ class VectorIndex:
         """Whether the index built over `built` = (rows, partitions) still serves a table of
         `rows`: not outgrown, and partitioned as `params` partition its build size."""
         built_rows, partitions = built
-        return rows < params.rebuild_growth * built_rows and partitions == params.num_partitions(
-            built_rows
-        )
+        outgrown = rows >= params.rebuild_growth * built_rows
+        return not outgrown and partitions == params.num_partitions(built_rows)
 
     def plan(self, where: str | None, params: AnnParams, exact: bool = False, table=None) -> str:
         """How a query with this filter is answered: "exact" (flat over the matching rows) or
@@ -455,13 +454,12 @@ class VectorIndex:
         dataset = self._dataset(table)
         version = self.version_of(table)
         held = self._resident.rows(dataset, version, None)
-        if held is not None and where:
-            row_ids, vectors = held
-            found = dataset.to_table(columns=[], filter=where, with_row_id=True)
-            keep = np.isin(row_ids, found.column("_rowid").to_numpy())
-            held = row_ids[keep], vectors[keep]
-        elif held is None and where:
+        if where and held is None:
             held = self._resident.rows(dataset, version, where)
+        elif where:  # the whole table is held: keep the rows that match
+            found = dataset.to_table(columns=[], filter=where, with_row_id=True)
+            keep = np.isin(held[0], found.column("_rowid").to_numpy())
+            held = held[0][keep], held[1][keep]
         if held is None:
             return None
         row_ids, vectors = held
@@ -519,7 +517,8 @@ class _ResidentSets:
         self, dataset: lance.LanceDataset, where: str | None
     ) -> tuple[np.ndarray, np.ndarray] | None:
         dimension = dataset.schema.field("vector").type.list_size
-        if dataset.count_rows(filter=where) * dimension * 4 > self.budget_bytes:
+        row_bytes = dimension * 4 + 8  # its float32 vector and its int64 row id, as _bytes counts
+        if dataset.count_rows(filter=where) * row_bytes > self.budget_bytes:
             return None
         rows = dataset.to_table(columns=["vector"], filter=where, with_row_id=True)
         column = rows.column("vector")
