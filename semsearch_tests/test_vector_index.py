@@ -15,6 +15,7 @@ from semsearch.storage.vector_index import (
     AnnParams,
     IndexModelMismatchError,
     VectorIndex,
+    segments_to_merge,
 )
 
 N_VECTORS = 3000
@@ -115,7 +116,8 @@ def labels(banking77) -> list[str]:
 def test_a_selective_filter_returns_exactly_the_exact_filtered_top_k(
     tmp_path, vectors, labels, local_backend
 ):
-    index = VectorIndex(str(tmp_path))
+    # 2 MiB holds a day's 1,000 vectors (1.5 KiB each), not two days'.
+    index = VectorIndex(str(tmp_path), resident_bytes=2**21)
     # Many small partitions and few probes: the matching rows lie outside the probed ones.
     params = AnnParams(min_rows=100, rows_per_partition=60, nprobes=2, ef=20, exact_filter_rows=200)
     thirds = np.array_split(np.arange(len(vectors)), len(DAYS))
@@ -133,7 +135,14 @@ def test_a_selective_filter_returns_exactly_the_exact_filtered_top_k(
     exact = index.search(query, 10, where, params, exact=True)
     assert found["chunk_id"].to_pylist() == exact["chunk_id"].to_pylist()
     assert found.num_rows == min(10, index.count_rows(where))
-    # A filter matching most rows goes through the ANN index, still only returning matches.
+    # A broad filter whose rows fit in memory is answered exactly from them too.
+    last_day = f"partition_date = date '{DAYS[-1]}'"
+    assert index.count_rows(last_day) > params.exact_filter_rows
+    assert index.plan(last_day, params) == "exact"
+    exact = index.search(query, 10, last_day, params, exact=True)
+    assert index.search(query, 10, last_day, params).equals(exact)
+    # A filter matching more rows than memory holds goes through the ANN index, still only
+    # returning matches.
     day_only = "partition_date >= date '2024-01-02'"
     assert index.plan(day_only, params) == "ann"
     hits = index.search(query, 10, day_only, params)
@@ -205,6 +214,40 @@ def test_the_ann_index_is_re_partitioned_once_the_table_outgrows_it(tmp_path, ve
     assert index.ann_index_names() == ["vector_ivf_1300_p13"]
     hit = index.search(vectors[1200], 1, None, params)["chunk_id"].to_pylist()
     assert hit == [f"c{DAYS[2].isoformat()}-100"]
+
+
+def test_new_rows_join_the_ann_index_as_segments_merged_like_a_binary_counter(tmp_path, vectors):
+    index = VectorIndex(str(tmp_path))
+    params = AnnParams(min_rows=500, rebuild_growth=10.0)
+    index.replace_partition(DAYS[0], rows(vectors[:600], DAYS[0]), "local/test")
+    index.maintain_ann_index(params)
+    segments = []
+    for n, start in enumerate(range(600, 1000, 100)):  # four more days of 100 rows each
+        day = date(2024, 2, 1 + n)
+        index.replace_partition(day, rows(vectors[start : start + 100], day), "local/test")
+        assert "ann (index updated" in index.maintain_ann_index(params)
+        stats = index.table().to_lance().stats.index_stats(index.ann_index_names()[0])
+        assert stats["num_unindexed_rows"] == 0
+        segments.append(stats["num_indexed_rows_per_delta"])
+    assert segments == [[600, 100], [600, 200], [600, 200, 100], [600, 400]]
+    hit = index.search(vectors[950], 1, None, params)["chunk_id"].to_pylist()
+    assert hit == [f"c{date(2024, 2, 4).isoformat()}-50"]
+
+
+@pytest.mark.parametrize(
+    ("deltas", "new", "merged"),
+    [
+        ([], 5, 0),
+        ([5], 5, 1),
+        ([10], 5, 0),
+        ([10, 5], 5, 2),
+        ([20, 10, 5], 5, 3),
+        ([8, 3], 5, 2),
+        ([9, 3], 5, 1),
+    ],
+)
+def test_segments_to_merge_carries_like_a_binary_counter(deltas, new, merged):
+    assert segments_to_merge(deltas, new) == merged
 
 
 def test_an_index_partitioned_by_other_rules_is_re_partitioned_once(tmp_path, vectors):
