@@ -4,20 +4,21 @@
         [--queries 500] [--base 6000] [--work /tmp/bench_scale]
 
 Builds the index through `VectorIndex.replace_partition` + `maintain_ann_index`, a day at a
-time, exactly as the `vector_index` asset does (`--days` x `--per-day` rows). Vectors are real
-MiniLM vectors of real texts (SciFact abstracts and Banking77 messages, `--base` of them,
-embedded once and cached under `--work`) plus small noise; each row carries a `category` tag
-(one of 100, by nearest of 100 topic centres: a topical, hence hard, filter of ~1% of rows).
-Queries are real SciFact claims and Banking77 messages. The built index is cached under
-`--work` so a rerun only measures. Prints, per filter (none, the last 10% of days, one category,
-both): p50/p95/p99 ms and recall@10 at the LanceDB level (`VectorIndex.search`, the product's
-plan) and through the public API (`Searcher.search`, query embedding included), and the first
-query's ms apart (`first`: what a process pays before the index or the filter's rows are in
-memory; the percentiles are of the queries after it), plus the day-write time of the first and
-last days, and the re-write of a day (replaced by the same rows) at 20k rows and at the full
-size. The re-write deletes the day's old rows inside an indexed fragment: until compaction
-rewrites that fragment, every search applies a deletion mask (~8 ms more at 1M rows), so a
-rerun measures searches after a re-write, not after a fresh build.
+time, exactly as the `vector_index` asset does (`--days` x `--per-day` rows), each day followed
+by the nightly maintenance's merge of the ANN index's segments (`merge_ann_segments`). Vectors
+are real MiniLM vectors of real texts (SciFact abstracts and Banking77 messages, `--base` of
+them, embedded once and cached under `--work`) plus small noise; each row carries a `category`
+tag (one of 100, by nearest of 100 topic centres: a topical, hence hard, filter of ~1% of rows).
+Queries are real SciFact claims and Banking77 messages. The built index is cached under `--work`
+so a rerun only measures. Prints, per filter (none, the last 10% of days, one category, both):
+p50/p95/p99 ms and recall@10 at the LanceDB level (`VectorIndex.search`, the product's plan) and
+through the public API (`Searcher.search`, query embedding included), and the first query's ms
+apart (`first`: what a process pays before the index or the filter's rows are in memory; the
+percentiles are of the queries after it), plus the day-write time of the first and last days,
+and the re-write of a day (replaced by the same rows) at 20k rows and at the full size, then the
+ANN index's segments (the build's, then the merged deltas) and the daily index update and
+nightly merge times of the build. A rerun measures searches after that re-write (the day's old
+fragment removed, its new rows one more segment), not after a fresh build.
 """
 
 from __future__ import annotations
@@ -146,8 +147,16 @@ def main() -> None:
         index.replace_partition(START + timedelta(days=day), rows, model_id)
         written = time.perf_counter() - start
         mode = index.maintain_ann_index(params)
-        writes.append((day, written, time.perf_counter() - start - written, mode))
-        print(f"day {day}: write {written:.2f} s, index {writes[-1][2]:.1f} s, {mode}", flush=True)
+        indexed = time.perf_counter() - start - written
+        merged = index.merge_ann_segments()  # what the nightly maintenance does to the index
+        writes.append(
+            (day, written, indexed, mode, time.perf_counter() - start - written - indexed)
+        )
+        print(
+            f"day {day}: write {written:.2f} s, index {indexed:.1f} s, {mode}; "
+            f"maintenance merged {merged} segments in {writes[-1][4]:.1f} s",
+            flush=True,
+        )
     vectors, days, cats = np.vstack(all_vectors), np.concatenate(all_days), np.concatenate(all_cats)
     ids = np.array([f"{d:03d}-{i:06d}" for d in range(args.days) for i in range(args.per_day)])
     common = int(np.bincount(cats).argmax())
@@ -231,6 +240,18 @@ def main() -> None:
     for name, target in ((f"{small.count_rows():,}", small), (f"{index.count_rows():,}", index)):
         print(f"re-write of a day at {name} rows: {rewrite_seconds(target, rows, model_id)}")
     index.maintain_ann_index(params)  # as the asset does after a write; the next run measures it
+    ann = index.ann_index_names()[0]
+    segments = index.table().to_lance().stats.index_stats(ann)["num_indexed_rows_per_delta"]
+    print(f"ANN index {ann}: segments of {segments} rows")
+    updates = [w for w in writes if "updated" in w[3]]  # not the builds and re-partitions
+    if updates:
+        for label, at in (("daily index update", 2), ("nightly segment merge", 4)):
+            seconds = sorted(w[at] for w in updates)
+            slowest = max(updates, key=lambda w: w[at])
+            print(
+                f"{label}: median {seconds[len(seconds) // 2]:.1f} s, longest day "
+                f"{slowest[0]} {slowest[at]:.1f} s"
+            )
 
 
 def rewrite_seconds(index: VectorIndex, rows: pa.Table, model_id: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -216,20 +216,42 @@ def test_the_ann_index_is_re_partitioned_once_the_table_outgrows_it(tmp_path, ve
     assert hit == [f"c{DAYS[2].isoformat()}-100"]
 
 
-def test_new_rows_join_the_ann_index_as_segments_merged_like_a_binary_counter(tmp_path, vectors):
+def ann_segments(index: VectorIndex) -> tuple[list[int], list[list[int]], set[int]]:
+    """Rows per segment of the ANN index, the fragments each segment lists, the live ones."""
+    dataset = index.table().to_lance()
+    name = index.ann_index_names()[0]
+    stats = dataset.stats.index_stats(name)
+    assert stats["num_unindexed_rows"] == 0
+    (ann,) = [i for i in dataset.describe_indices() if i.name == name]
+    listed = [sorted(segment.fragment_ids) for segment in ann.segments]
+    return (
+        stats["num_indexed_rows_per_delta"],
+        listed,
+        {f.fragment_id for f in dataset.get_fragments()},
+    )
+
+
+def test_each_day_is_a_segment_of_its_own_and_maintenance_merges_them_like_a_binary_counter(
+    tmp_path, vectors
+):
     index = VectorIndex(str(tmp_path))
     params = AnnParams(min_rows=500, rebuild_growth=10.0)
     index.replace_partition(DAYS[0], rows(vectors[:600], DAYS[0]), "local/test")
     index.maintain_ann_index(params)
-    segments = []
+    merged = []
     for n, start in enumerate(range(600, 1000, 100)):  # four more days of 100 rows each
         day = date(2024, 2, 1 + n)
         index.replace_partition(day, rows(vectors[start : start + 100], day), "local/test")
         assert "ann (index updated" in index.maintain_ann_index(params)
-        stats = index.table().to_lance().stats.index_stats(index.ann_index_names()[0])
-        assert stats["num_unindexed_rows"] == 0
-        segments.append(stats["num_indexed_rows_per_delta"])
-    assert segments == [[600, 100], [600, 200], [600, 200, 100], [600, 400]]
+        # A re-run of the day removes its fragment and, with it, its whole segment: no
+        # segment lists a removed fragment (which Lance would mask out of every search).
+        index.replace_partition(day, rows(vectors[start : start + 100], day), "local/test")
+        index.maintain_ann_index(params)
+        _, listed, live = ann_segments(index)
+        assert set().union(*listed) <= live
+        index.optimize(cleanup_older_than=timedelta(days=7))  # the nightly maintenance
+        merged.append(ann_segments(index)[0])
+    assert merged == [[600, 100], [600, 200], [600, 200, 100], [600, 400]]
     hit = index.search(vectors[950], 1, None, params)["chunk_id"].to_pylist()
     assert hit == [f"c{date(2024, 2, 4).isoformat()}-50"]
 
