@@ -378,6 +378,7 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
         f"{metadata['files_vacuumed'].value} (older than "
         f"{settings.maintenance_retention_hours} h); index versions: "
         f"{metadata['index_versions_before'].value} -> {metadata['index_versions_after'].value}"
+        f", ANN segments merged: {metadata['index_segments_merged'].value}"
     )
     if "cache_rows" in metadata:
         value = {k: v.value for k, v in metadata.items() if k.startswith("cache_")}

@@ -115,6 +115,7 @@ def test_maintenance_job_compacts_and_vacuums_without_changing_a_row(rewritten_h
     vacuumed = files_before - parquet_files(settings.tables_path)
     assert metadata["files_vacuumed"].value == vacuumed == 4  # chunks' old days
     assert metadata["index_versions_after"].value == 1 < metadata["index_versions_before"].value
+    assert metadata["index_segments_merged"].value == 0  # no ANN index at this size
     # The cache's six per-run appends: compacted, every row folded into the key index.
     assert metadata["cache_rows"].value == 24
     assert metadata["cache_fragments_before"].value == 6 > metadata["cache_fragments_after"].value

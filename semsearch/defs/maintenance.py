@@ -37,6 +37,7 @@ def maintenance_metadata(report: StorageMaintenance) -> dict[str, object]:
         "compactions_skipped": sum(bool(t.problem) and not t.failed for t in report.delta),
         "index_versions_before": report.index_versions_before,
         "index_versions_after": report.index_versions_after,
+        "index_segments_merged": report.index_segments_merged,
         **_cache_metadata(report),
     }
 

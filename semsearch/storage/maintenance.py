@@ -49,6 +49,7 @@ class StorageMaintenance:
     index_versions_before: int
     index_versions_after: int
     cache: CacheMaintenance | None = None  # the LanceDB embedding cache, when it exists
+    index_segments_merged: int = 0  # the ANN index's newest segments merged into one (0: none)
 
     @property
     def failures(self) -> list[TableMaintenance]:
@@ -120,8 +121,10 @@ def maintain_storage(
     the embedding cache (compaction, every row folded into its key index, old versions
     dropped)."""
     results = [_maintain_or_report(tables, name, retention_hours) for name in table_names]
-    versions = index.optimize(cleanup_older_than=timedelta(hours=retention_hours))
+    *versions, merged = index.optimize(cleanup_older_than=timedelta(hours=retention_hours))
     cached = None
     if cache is not None and cache.exists():
         cached = cache.maintain(cleanup_older_than=timedelta(hours=retention_hours))
-    return StorageMaintenance([r for r in results if r is not None], *versions, cache=cached)
+    return StorageMaintenance(
+        [r for r in results if r is not None], *versions, cache=cached, index_segments_merged=merged
+    )

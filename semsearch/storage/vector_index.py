@@ -334,16 +334,17 @@ class VectorIndex:
         table.delete(day_filter(day))
         return before - table.count_rows()
 
-    def optimize(self, cleanup_older_than: timedelta) -> tuple[int, int]:
-        """Compact, fold new rows into the indices, drop older versions: versions before, after."""
+    def optimize(self, cleanup_older_than: timedelta) -> tuple[int, int, int]:
+        """Merge ANN segments, compact, fold new rows into the indices, drop older versions:
+        versions before, after, and the ANN segments merged into one (0: none)."""
         table = self.table()
         if table is None:
-            return 0, 0
+            return 0, 0, 0
         before = len(table.list_versions())
         self.ensure_scalar_indexes()  # a home indexed before an index existed gets it here
-        self.merge_ann_segments()
+        merged = self.merge_ann_segments()
         table.optimize(cleanup_older_than=cleanup_older_than)
-        return before, len(table.list_versions())
+        return before, len(table.list_versions()), merged
 
     def ann_index_names(self) -> list[str]:
         table = self.table()
