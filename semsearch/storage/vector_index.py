@@ -93,9 +93,9 @@ _IDS_PER_LOOKUP = 5000
 # Exact search reads its rows' vectors from memory, held per process and table version within
 # this many bytes: the whole table when it fits (256 MiB is 174k chunks of MiniLM's 384
 # dimensions, 43k of OpenAI's 1536), else the rows of the filters last searched. Any filter
-# whose rows fit is answered from memory: a scan costs its bytes (2 cores: 3 ms per 100k MiniLM
-# rows, ~7 ms for the whole budget, what one unfiltered HNSW query costs at 1M rows), while
-# HNSW under a filter of 10% of 1M rows costs ~20 ms (bench_search_scale.py).
+# whose rows fit is answered from memory: a scan costs its bytes (2 cores: ~4.5 ms per 100k
+# MiniLM rows, ~8 ms for the whole budget), while HNSW under a filter of 10% of 1M rows costs
+# ~14 ms (bench_search_scale.py).
 RESIDENT_VECTOR_BYTES = 256 * 2**20
 # Row sets remembered per version, held or judged too large to hold (bounds the verdicts kept).
 _RESIDENT_SETS = 64
@@ -123,6 +123,10 @@ def _current_ann(index_names: list[str]) -> str | None:
     """The name of the ANN index searches use (the last built), None without one."""
     built = [n for n in index_names if _ANN_NAME.match(n)]
     return built[-1] if built else None
+
+
+def _segment_rows(dataset: lance.LanceDataset, ann: str) -> list[int]:
+    return dataset.stats.index_stats(ann)["num_indexed_rows_per_delta"]
 
 
 def segments_to_merge(delta_rows: list[int], new_rows: int) -> int:
@@ -400,7 +404,7 @@ class VectorIndex:
         if built is not None and self._ann_is_current(built, rows, params):
             # The day's rows become a segment of their own: a re-run of the day removes its
             # fragment, and with it the whole segment (a segment merged with other days would
-            # keep the removed fragment listed, and Lance masks it out of every search, +8 ms
+            # keep the removed fragment listed, and Lance masks it out of every search, ~7 ms
             # at 1M rows). `optimize` (maintenance) merges the segments.
             table.optimize()
             return f"ann (index updated; built over {built[0]} rows, now {rows})"
@@ -419,20 +423,25 @@ class VectorIndex:
         what = "re-partitioned" if names else "built"
         return f"ann (IVF_HNSW_SQ {what} over {rows} rows, {partitions} partitions)"
 
+    def ann_segment_rows(self) -> list[int]:
+        """Rows indexed by each segment of the ANN index, oldest (the build's) first; [] without
+        one."""
+        table, ann = self.table(), _current_ann(self.ann_index_names())
+        return [] if ann is None else _segment_rows(table.to_lance(), ann)
+
     def merge_ann_segments(self) -> int:
-        """Merge the ANN index's newest segment with the newer of the older ones, as
+        """Merge the ANN index's newest segment with as many of the segments before it as
         `segments_to_merge` decides; returns how many segments became one (0: none merged).
 
         Each day's rows join the index as a segment of their own, a graph that every query
         searches: measured at 1M rows, one graph of 800k and ten of 20k: 16.1 ms a query; the
         ten merged into one: 7.1 ms (the merge 23 s). Rows under different segments are never
         compacted into one fragment either."""
-        table = self.table()
-        ann = _current_ann(self.ann_index_names())
-        if table is None or ann is None:
+        table, ann = self.table(), _current_ann(self.ann_index_names())
+        if ann is None:
             return 0
         dataset = table.to_lance()
-        deltas = dataset.stats.index_stats(ann)["num_indexed_rows_per_delta"][1:]  # not the build's
+        deltas = _segment_rows(dataset, ann)[1:]  # not the build's own segment
         if len(deltas) < 2:
             return 0
         merge = 1 + segments_to_merge(deltas[:-1], deltas[-1])
